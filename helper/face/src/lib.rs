@@ -1,0 +1,1 @@
+//! Aloha face engine.

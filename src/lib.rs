@@ -1,0 +1,1 @@
+//! Aloha shared library.
