@@ -1,1 +1,23 @@
-//! Aloha shared library.
+//! Aloha's shared library: what the CLI, the PAM module and the daemon must agree on.
+//!
+//! - [`config`]: `/etc/aloha/aloha.toml`, versioned, every key optional and documented.
+//! - [`protocol`] and [`frame`]: the versioned, length-prefixed, bounded socket protocol.
+//! - [`client`]: a synchronous client with a deadline on every step (CLI and PAM module).
+//! - [`challenge`] and [`registry`]: the sign-in proof — a fresh nonce signed by the user's key
+//!   and verified against the public key alohad registered at enrolment.
+//! - [`policy`] and [`lockout`]: PIN policy and lockout arithmetic (enforced by alohad).
+//! - [`secret`]: PINs and passwords, zeroized and never printed.
+
+pub mod challenge;
+pub mod client;
+pub mod config;
+pub mod frame;
+pub mod hex;
+pub mod lockout;
+pub mod policy;
+pub mod protocol;
+pub mod registry;
+pub mod secret;
+pub mod timefmt;
+
+pub use secret::Secret;

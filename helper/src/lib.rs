@@ -1,1 +1,8 @@
-//! alohad library.
+//! alohad: the only process that touches the TPM, key containers and lockout state.
+//!
+//! - [`backend`]: the key stores (TPM, software vault) behind [`backend::KeyBackend`].
+//! - [`store`]: root-only state files, written atomically.
+//! - [`service`]: who may ask what, PIN policy, lockout — the daemon's whole policy.
+//! - [`server`]: the Unix socket, one thread per client, deadlines on every frame.
+
+pub mod backend;

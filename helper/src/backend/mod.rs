@@ -1,0 +1,156 @@
+//! Key stores behind one trait: the TPM, and the software vault where no TPM exists.
+//!
+//! A backend holds one P-256 authentication key per user and releases it only for the right
+//! authValue (derived from the PIN, [`AuthValue::from_pin`]). It never sees PINs, user names or
+//! lockout state: policy lives in [`crate::service`].
+
+pub mod software;
+pub mod tpm;
+
+use std::fmt;
+
+use aloha::Secret;
+use aloha::protocol::BackendKind;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Per-container salt mixed into the PIN-derived authValue.
+pub const SALT_LEN: usize = 16;
+
+/// The secret a backend checks: HMAC-SHA256(salt, PIN). Never stored, never logged.
+#[derive(Clone)]
+pub struct AuthValue(Zeroizing<[u8; 32]>);
+
+impl AuthValue {
+    pub fn from_pin(pin: &Secret, salt: &[u8; SALT_LEN]) -> AuthValue {
+        let mut out = Zeroizing::new([0u8; 32]);
+        // HMAC accepts keys of any length, so this cannot fail; fall back to zeros defensively.
+        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(salt) {
+            mac.update(b"aloha pin authValue v1\0");
+            mac.update(pin.expose().as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        AuthValue(out)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AuthValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthValue(<redacted>)")
+    }
+}
+
+/// Argon2id cost of a software-vault blob, stored with it so defaults can change later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub passes: u32,
+    pub lanes: u32,
+}
+
+/// One protector's copy of the private key, as stored in the user's container.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum KeyBlob {
+    /// TPM2B_PUBLIC and TPM2B_PRIVATE (marshalled) of a key under alohad's storage primary.
+    Tpm {
+        #[serde(with = "aloha::hex::serde")]
+        public: Vec<u8>,
+        #[serde(with = "aloha::hex::serde")]
+        private: Vec<u8>,
+    },
+    /// The P-256 scalar sealed with XChaCha20-Poly1305 under Argon2id(authValue, salt).
+    Software {
+        kdf: KdfParams,
+        #[serde(with = "aloha::hex::serde")]
+        salt: Vec<u8>,
+        #[serde(with = "aloha::hex::serde")]
+        nonce: Vec<u8>,
+        #[serde(with = "aloha::hex::serde")]
+        ciphertext: Vec<u8>,
+    },
+}
+
+impl KeyBlob {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            KeyBlob::Tpm { .. } => BackendKind::Tpm,
+            KeyBlob::Software { .. } => BackendKind::Software,
+        }
+    }
+}
+
+impl fmt::Debug for KeyBlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyBlob::Tpm { public, private } => {
+                write!(f, "KeyBlob::Tpm(public {} B, private {} B)", public.len(), private.len())
+            }
+            KeyBlob::Software { ciphertext, .. } => {
+                write!(f, "KeyBlob::Software(ciphertext {} B)", ciphertext.len())
+            }
+        }
+    }
+}
+
+/// A freshly created key: its public half (SEC1 uncompressed, 65 bytes) and the first blob.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub public_key: Vec<u8>,
+    pub blob: KeyBlob,
+}
+
+/// The TPM's global dictionary-attack state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaState {
+    /// TPM2_PT_LOCKOUT_COUNTER: failures not yet forgotten.
+    pub counter: u32,
+    /// TPM2_PT_MAX_AUTH_FAIL: failures at which the TPM locks every DA-protected key.
+    pub max_tries: u32,
+    /// TPM2_PT_LOCKOUT_INTERVAL: seconds after which one failure is forgotten (0: never).
+    pub recovery_seconds: u32,
+    /// TPMA_PERMANENT inLockout.
+    pub in_lockout: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// The authValue (PIN) is wrong. The attempt was counted by the TPM's DA protection.
+    #[error("wrong PIN")]
+    AuthFailed,
+    /// The TPM refuses every DA-protected key until it recovers.
+    #[error("the TPM is in dictionary-attack lockout")]
+    Lockout,
+    /// The blob cannot be used: corrupt, of the other backend, or made by another TPM.
+    #[error("the key blob cannot be used: {0}")]
+    BadBlob(String),
+    /// The key store cannot be reached or used now.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A key store. Implementations are driven from one owner at a time (alohad wraps each in a
+/// mutex) and must release every TPM handle they load, on error paths too.
+pub trait KeyBackend: Send {
+    fn kind(&self) -> BackendKind;
+
+    /// Create a new P-256 signing key whose use requires `auth`.
+    fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError>;
+
+    /// Sign a 32-byte digest with the key in `blob`, released by `auth`. Returns r || s.
+    fn sign(&mut self, blob: &KeyBlob, auth: &AuthValue, digest: &[u8; 32]) -> Result<[u8; 64], BackendError>;
+
+    /// A copy of the same key under a new authValue (the old one must be right).
+    fn change_auth(&mut self, blob: &KeyBlob, old: &AuthValue, new: &AuthValue) -> Result<KeyBlob, BackendError>;
+
+    /// The TPM's dictionary-attack state; `None` for backends without one.
+    fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError>;
+}

@@ -1,0 +1,245 @@
+//! alohad's socket protocol, version 1: JSON messages in length-prefixed frames ([`crate::frame`]).
+//!
+//! Every connection starts with [`Request::Hello`] carrying the client's protocol version; the
+//! daemon answers [`Response::Hello`] with its own, or a `version_mismatch` error and closes.
+//! Then any number of requests follow, each answered by exactly one response. Who may ask what
+//! is decided by the daemon from the peer's SO_PEERCRED, never from anything in a message.
+
+use serde::{Deserialize, Serialize};
+
+use crate::challenge::Nonce;
+use crate::lockout::Gate;
+use crate::secret::Secret;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Which key store protects a user's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Tpm,
+    Software,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tpm => "TPM 2.0",
+            BackendKind::Software => "software vault",
+        }
+    }
+
+    /// What the backend protects against, and what not — said plainly to users.
+    pub fn protection(self) -> &'static str {
+        match self {
+            BackendKind::Tpm => {
+                "the private key never leaves the TPM and is useless on any other machine; the TPM \
+                 itself checks the PIN and its anti-hammering limits guessing"
+            }
+            BackendKind::Software => {
+                "the private key is stored encrypted under the PIN (Argon2id); alohad's lockout \
+                 limits guessing through alohad, but anyone who can read alohad's state (root, or \
+                 a stolen unencrypted disk) can guess the PIN offline — a 6-digit PIN in about a \
+                 day of CPU time; use a TPM or a long PIN"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// First message of every connection.
+    Hello { version: u32, client: String },
+    /// Enrolment and lockout state (root: any user; others: themselves).
+    Status { user: String },
+    /// Create the user's container and PIN. Non-root callers must give their account password.
+    PinSet { user: String, password: Option<Secret>, pin: Secret },
+    /// Replace the PIN; the current PIN proves the caller (and counts as an attempt).
+    PinChange { user: String, current_pin: Secret, new_pin: Secret },
+    /// Forgotten or locked PIN: a new container under a new PIN; the old key is destroyed.
+    /// Non-root callers must give their account password.
+    PinReset { user: String, password: Option<Secret>, new_pin: Secret },
+    /// Sign the verifier's nonce with the user's key, released by the PIN.
+    SignIn { user: String, service: String, nonce: Nonce, pin: Secret },
+    /// Root only: clear the user's failed attempts and lock.
+    AdminUnlock { user: String },
+    /// Root only: delete the user's container, counters and registered key.
+    AdminRemove { user: String },
+}
+
+impl Request {
+    /// The operation's name, for logs (never the secrets).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Status { .. } => "status",
+            Request::PinSet { .. } => "pin_set",
+            Request::PinChange { .. } => "pin_change",
+            Request::PinReset { .. } => "pin_reset",
+            Request::SignIn { .. } => "sign_in",
+            Request::AdminUnlock { .. } => "admin_unlock",
+            Request::AdminRemove { .. } => "admin_remove",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    Hello { version: u32, daemon: String },
+    Status(UserStatus),
+    /// The request was carried out; `message` says what happened.
+    Done { message: String },
+    /// r || s over [`crate::challenge::signin_digest`].
+    Signed {
+        #[serde(with = "crate::hex::serde")]
+        signature: Vec<u8>,
+        backend: BackendKind,
+    },
+    Error(Failure),
+}
+
+/// A refusal: a machine-readable code and one or two sentences for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+    /// When another attempt will be allowed (unix seconds), for delays and TPM lockout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+    /// Wrong PINs that may still follow before the hard lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_before_lock: Option<u32>,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into(), retry_at: None, left_before_lock: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    VersionMismatch,
+    BadRequest,
+    Forbidden,
+    UnknownUser,
+    NotEnrolled,
+    AlreadyEnrolled,
+    PolicyViolation,
+    WrongPassword,
+    WrongPin,
+    /// Too many recent wrong PINs: wait until `retry_at`.
+    Delayed,
+    /// Hard lock: PIN reset with the account password, or an administrator, lifts it.
+    Locked,
+    PinExpired,
+    /// The TPM is in (or one step from) its global dictionary-attack lockout.
+    TpmLockout,
+    /// The key store this user's key lives in cannot be used now (no TPM, TPM error).
+    BackendUnavailable,
+    /// A state file is unreadable or corrupt; an administrator must look.
+    StateCorrupt,
+    Busy,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserStatus {
+    pub user: String,
+    pub uid: u32,
+    pub enrolled: bool,
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
+    /// Protectors that can release the key: "pin" (later "face").
+    #[serde(default)]
+    pub protectors: Vec<String>,
+    #[serde(default)]
+    pub pin_set_at: Option<u64>,
+    #[serde(default)]
+    pub pin_expires_at: Option<u64>,
+    pub failed_attempts: u32,
+    pub max_attempts: u32,
+    pub gate: Gate,
+    /// The TPM's global dictionary-attack state, where a TPM is in use.
+    #[serde(default)]
+    pub tpm: Option<TpmLockoutStatus>,
+    /// Something an administrator must fix (a corrupt state file...), in words.
+    #[serde(default)]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmLockoutStatus {
+    pub counter: u32,
+    pub max_tries: u32,
+    pub recovery_seconds: u32,
+    pub in_lockout: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, DecodeError> {
+    serde_json::to_vec(msg)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_hide_secrets_in_debug() {
+        let req = Request::SignIn {
+            user: "alice".into(),
+            service: "sudo".into(),
+            nonce: Nonce([3; 32]),
+            pin: Secret::new("246810"),
+        };
+        let bytes = encode(&req).unwrap();
+        assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+        assert!(!format!("{req:?}").contains("246810"));
+    }
+
+    #[test]
+    fn garbage_and_unknown_fields_are_refused() {
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"{}",
+            b"[]",
+            b"{\"op\":\"launch_missiles\"}",
+            b"{\"op\":\"status\"}",
+            b"{\"op\":\"status\",\"user\":\"a\",\"uid\":0}",
+            b"{\"op\":\"sign_in\",\"user\":\"a\",\"service\":\"x\",\"nonce\":\"00\",\"pin\":\"1\"}",
+        ] {
+            assert!(decode::<Request>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response::Error(Failure {
+            code: ErrorCode::Delayed,
+            message: "Wait.".into(),
+            retry_at: Some(5),
+            left_before_lock: Some(2),
+        });
+        assert_eq!(decode::<Response>(&encode(&r).unwrap()).unwrap(), r);
+        let s = Response::Signed { signature: vec![1; 64], backend: BackendKind::Tpm };
+        assert_eq!(decode::<Response>(&encode(&s).unwrap()).unwrap(), s);
+    }
+}
