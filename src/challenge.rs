@@ -53,7 +53,8 @@ pub fn verify(
     nonce: &Nonce,
     signature: &[u8],
 ) -> Result<(), ChallengeError> {
-    let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| ChallengeError::BadPublicKey)?;
+    let key =
+        VerifyingKey::from_sec1_bytes(public_key).map_err(|_| ChallengeError::BadPublicKey)?;
     if signature.len() != SIGNATURE_LEN {
         return Err(ChallengeError::BadSignature);
     }
@@ -108,15 +109,33 @@ mod tests {
         let public = k.verifying_key().to_sec1_bytes();
         let nonce = Nonce::random().unwrap();
         let sig = sign(&k, "alice", &nonce);
-        assert_eq!(verify(&public, "bob", &nonce, &sig), Err(ChallengeError::Mismatch));
+        assert_eq!(
+            verify(&public, "bob", &nonce, &sig),
+            Err(ChallengeError::Mismatch)
+        );
         let other = Nonce::random().unwrap();
-        assert_eq!(verify(&public, "alice", &other, &sig), Err(ChallengeError::Mismatch));
+        assert_eq!(
+            verify(&public, "alice", &other, &sig),
+            Err(ChallengeError::Mismatch)
+        );
         let stranger = SigningKey::from_slice(&[9u8; 32]).unwrap();
         let forged = sign(&stranger, "alice", &nonce);
-        assert_eq!(verify(&public, "alice", &nonce, &forged), Err(ChallengeError::Mismatch));
-        assert_eq!(verify(&public, "alice", &nonce, &[0u8; 64]), Err(ChallengeError::BadSignature));
-        assert_eq!(verify(&public, "alice", &nonce, &sig[..63]), Err(ChallengeError::BadSignature));
-        assert_eq!(verify(&[4u8; 65], "alice", &nonce, &sig), Err(ChallengeError::BadPublicKey));
+        assert_eq!(
+            verify(&public, "alice", &nonce, &forged),
+            Err(ChallengeError::Mismatch)
+        );
+        assert_eq!(
+            verify(&public, "alice", &nonce, &[0u8; 64]),
+            Err(ChallengeError::BadSignature)
+        );
+        assert_eq!(
+            verify(&public, "alice", &nonce, &sig[..63]),
+            Err(ChallengeError::BadSignature)
+        );
+        assert_eq!(
+            verify(&[4u8; 65], "alice", &nonce, &sig),
+            Err(ChallengeError::BadPublicKey)
+        );
     }
 
     #[test]

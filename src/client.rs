@@ -21,7 +21,9 @@ pub enum ClientError {
     Unreachable { path: PathBuf, reason: String },
     #[error("the process listening at {path} runs as uid {uid}, not root: it is not alohad")]
     NotRoot { path: PathBuf, uid: u32 },
-    #[error("alohad speaks protocol version {theirs}, this client speaks {ours}: update Aloha so both match")]
+    #[error(
+        "alohad speaks protocol version {theirs}, this client speaks {ours}: update Aloha so both match"
+    )]
     VersionMismatch { ours: u32, theirs: u32 },
     #[error("talking to alohad failed: {0}")]
     Frame(#[from] FrameError),
@@ -39,7 +41,10 @@ pub struct Client {
 
 /// Connect without blocking past `deadline` (a full listen backlog makes connect(2) wait).
 fn connect_until(path: &Path, deadline: Instant) -> Result<UnixStream, ClientError> {
-    let unreachable = |reason: String| ClientError::Unreachable { path: path.into(), reason };
+    let unreachable = |reason: String| ClientError::Unreachable {
+        path: path.into(),
+        reason,
+    };
     let addr = UnixAddr::new(path).map_err(|e| unreachable(e.to_string()))?;
     loop {
         let fd: OwnedFd = socket(
@@ -52,16 +57,22 @@ fn connect_until(path: &Path, deadline: Instant) -> Result<UnixStream, ClientErr
         match connect(fd.as_raw_fd(), &addr) {
             Ok(()) => {
                 let stream = UnixStream::from(fd);
-                stream.set_nonblocking(false).map_err(|e| unreachable(e.to_string()))?;
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| unreachable(e.to_string()))?;
                 return Ok(stream);
             }
             Err(Errno::EAGAIN | Errno::EINTR) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(Errno::EAGAIN) => return Err(unreachable("it is too busy to accept".into())),
-            Err(Errno::ENOENT) => return Err(unreachable("no socket there (is alohad running?)".into())),
+            Err(Errno::ENOENT) => {
+                return Err(unreachable("no socket there (is alohad running?)".into()));
+            }
             Err(Errno::ECONNREFUSED) => {
-                return Err(unreachable("nothing listens there (is alohad running?)".into()));
+                return Err(unreachable(
+                    "nothing listens there (is alohad running?)".into(),
+                ));
             }
             Err(e) => return Err(unreachable(e.desc().to_string())),
         }
@@ -70,22 +81,37 @@ fn connect_until(path: &Path, deadline: Instant) -> Result<UnixStream, ClientErr
 
 impl Client {
     /// Connect, check that the daemon runs as root, and exchange protocol versions.
-    pub fn connect(socket_path: &Path, timeout: Duration, client_name: &str) -> Result<Client, ClientError> {
+    pub fn connect(
+        socket_path: &Path,
+        timeout: Duration,
+        client_name: &str,
+    ) -> Result<Client, ClientError> {
         let stream = connect_until(socket_path, Instant::now() + timeout)?;
-        let creds = getsockopt(&stream, sockopt::PeerCredentials).map_err(|e| ClientError::Unreachable {
-            path: socket_path.into(),
-            reason: format!("cannot read the peer's credentials: {}", e.desc()),
+        let creds = getsockopt(&stream, sockopt::PeerCredentials).map_err(|e| {
+            ClientError::Unreachable {
+                path: socket_path.into(),
+                reason: format!("cannot read the peer's credentials: {}", e.desc()),
+            }
         })?;
         if creds.uid() != 0 {
-            return Err(ClientError::NotRoot { path: socket_path.into(), uid: creds.uid() });
+            return Err(ClientError::NotRoot {
+                path: socket_path.into(),
+                uid: creds.uid(),
+            });
         }
         let mut client = Client { stream, timeout };
-        match client.call(&Request::Hello { version: PROTOCOL_VERSION, client: client_name.into() })? {
+        match client.call(&Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: client_name.into(),
+        })? {
             Response::Hello { version, .. } if version == PROTOCOL_VERSION => Ok(client),
-            Response::Hello { version, .. } => {
-                Err(ClientError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: version })
-            }
-            other => Err(ClientError::Malformed(format!("expected hello, got {other:?}"))),
+            Response::Hello { version, .. } => Err(ClientError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: version,
+            }),
+            other => Err(ClientError::Malformed(format!(
+                "expected hello, got {other:?}"
+            ))),
         }
     }
 

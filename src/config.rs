@@ -131,7 +131,10 @@ impl Default for TpmConfig {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {message}")]
@@ -148,7 +151,9 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
@@ -184,10 +189,10 @@ impl Config {
         if self.daemon.max_connections == 0 {
             return Err("daemon.max_connections must be at least 1".into());
         }
-        if self.daemon.password_service.is_empty()
-            || self.daemon.password_service.contains('/')
-        {
-            return Err("daemon.password_service must be a PAM service name such as \"aloha\"".into());
+        if self.daemon.password_service.is_empty() || self.daemon.password_service.contains('/') {
+            return Err(
+                "daemon.password_service must be a PAM service name such as \"aloha\"".into(),
+            );
         }
         if self.tpm.tcti.is_empty() {
             return Err("tpm.tcti must not be empty".into());
@@ -227,7 +232,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = parse("[daemon]\nsokcet = \"/tmp/a\"\n").unwrap_err().to_string();
+        let err = parse("[daemon]\nsokcet = \"/tmp/a\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sokcet"), "{err}");
         let err = parse("[pim]\nmin_length = 4\n").unwrap_err().to_string();
         assert!(err.contains("pim"), "{err}");
@@ -241,7 +248,9 @@ mod tests {
         assert!(err.contains("pin.min_length"), "{err}");
         let err = parse("[tpm]\nbackend = \"hsm\"\n").unwrap_err().to_string();
         assert!(err.contains("hsm"), "{err}");
-        let err = parse("[daemon]\nstate_dir = \"relative\"\n").unwrap_err().to_string();
+        let err = parse("[daemon]\nstate_dir = \"relative\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("state_dir"), "{err}");
     }
 

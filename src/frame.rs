@@ -47,16 +47,27 @@ impl Deadlined for UnixStream {
 
 fn time_left(deadline: Instant) -> Result<Duration, FrameError> {
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() { Err(FrameError::Timeout) } else { Ok(left) }
+    if left.is_zero() {
+        Err(FrameError::Timeout)
+    } else {
+        Ok(left)
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Fill `buf` completely before `deadline`. `Ok(false)` means a clean end of stream before the
 /// first byte.
-fn read_full<S: Deadlined>(stream: &mut S, buf: &mut [u8], deadline: Instant) -> Result<bool, FrameError> {
+fn read_full<S: Deadlined>(
+    stream: &mut S,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<bool, FrameError> {
     let mut filled = 0;
     while filled < buf.len() {
         stream.set_read_deadline_in(time_left(deadline)?)?;
@@ -97,12 +108,21 @@ pub fn read_frame<S: Deadlined>(
 }
 
 /// Write one frame before `deadline`.
-pub fn write_frame<S: Deadlined>(stream: &mut S, payload: &[u8], deadline: Instant) -> Result<(), FrameError> {
+pub fn write_frame<S: Deadlined>(
+    stream: &mut S,
+    payload: &[u8],
+    deadline: Instant,
+) -> Result<(), FrameError> {
     if payload.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len: payload.len(), max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len: payload.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
-    let len = u32::try_from(payload.len())
-        .map_err(|_| FrameError::TooLarge { len: payload.len(), max: MAX_FRAME_LEN })?;
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        len: payload.len(),
+        max: MAX_FRAME_LEN,
+    })?;
     let mut framed = Zeroizing::new(Vec::with_capacity(payload.len() + 4));
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(payload);
@@ -142,7 +162,10 @@ mod tests {
         // Claim 4 GiB and send nothing else: the reader must refuse without waiting or allocating.
         a.write_all(&u32::MAX.to_be_bytes()).unwrap();
         let err = read_frame(&mut b, soon(), MAX_FRAME_LEN).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len, .. } if len == u32::MAX as usize), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { len, .. } if len == u32::MAX as usize),
+            "{err}"
+        );
         assert!(write_frame(&mut a, &vec![b'x'; MAX_FRAME_LEN + 1], soon()).is_err());
     }
 
@@ -152,21 +175,33 @@ mod tests {
         a.write_all(&10u32.to_be_bytes()).unwrap();
         a.write_all(b"abc").unwrap();
         drop(a);
-        assert!(matches!(read_frame(&mut b, soon(), MAX_FRAME_LEN), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut b, soon(), MAX_FRAME_LEN),
+            Err(FrameError::Truncated)
+        ));
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(&[0, 0]).unwrap();
         drop(a);
-        assert!(matches!(read_frame(&mut b, soon(), MAX_FRAME_LEN), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut b, soon(), MAX_FRAME_LEN),
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[test]
     fn clean_close_and_empty_frames() {
         let (a, mut b) = UnixStream::pair().unwrap();
         drop(a);
-        assert!(matches!(read_frame(&mut b, soon(), MAX_FRAME_LEN), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut b, soon(), MAX_FRAME_LEN),
+            Err(FrameError::Closed)
+        ));
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(&0u32.to_be_bytes()).unwrap();
-        assert!(matches!(read_frame(&mut b, soon(), MAX_FRAME_LEN), Err(FrameError::Empty)));
+        assert!(matches!(
+            read_frame(&mut b, soon(), MAX_FRAME_LEN),
+            Err(FrameError::Empty)
+        ));
     }
 
     #[test]
@@ -175,7 +210,10 @@ mod tests {
         a.write_all(&5u32.to_be_bytes()).unwrap();
         a.write_all(b"ab").unwrap();
         let deadline = Instant::now() + Duration::from_millis(100);
-        assert!(matches!(read_frame(&mut b, deadline, MAX_FRAME_LEN), Err(FrameError::Timeout)));
+        assert!(matches!(
+            read_frame(&mut b, deadline, MAX_FRAME_LEN),
+            Err(FrameError::Timeout)
+        ));
         assert!(Instant::now() >= deadline);
         // A deadline already past fails at once.
         assert!(matches!(

@@ -69,7 +69,9 @@ impl LockoutPolicy {
             ));
         }
         if self.delay_seconds.is_empty() {
-            return Err("lockout.delay_seconds needs at least one value (use [0] for no delays)".into());
+            return Err(
+                "lockout.delay_seconds needs at least one value (use [0] for no delays)".into(),
+            );
         }
         Ok(())
     }
@@ -114,7 +116,10 @@ mod tests {
     const T0: u64 = 1_800_000_000;
 
     fn after(failures: u32, at: u64) -> Attempts {
-        Attempts { failures, last_failure: at }
+        Attempts {
+            failures,
+            last_failure: at,
+        }
     }
 
     #[test]
@@ -122,17 +127,32 @@ mod tests {
         let p = LockoutPolicy::default();
         assert_eq!(
             p.gate(&Attempts::default(), T0),
-            Gate::Open { left_before_delay: 3, left_before_lock: 10 }
+            Gate::Open {
+                left_before_delay: 3,
+                left_before_lock: 10
+            }
         );
         assert_eq!(
             p.gate(&after(3, T0), T0),
-            Gate::Open { left_before_delay: 0, left_before_lock: 7 }
+            Gate::Open {
+                left_before_delay: 0,
+                left_before_lock: 7
+            }
         );
         assert_eq!(p.gate(&after(4, T0), T0), Gate::Delayed { until: T0 + 30 });
-        assert_eq!(p.gate(&after(5, T0), T0 + 10), Gate::Delayed { until: T0 + 60 });
-        assert_eq!(p.gate(&after(8, T0), T0), Gate::Delayed { until: T0 + 3600 });
+        assert_eq!(
+            p.gate(&after(5, T0), T0 + 10),
+            Gate::Delayed { until: T0 + 60 }
+        );
+        assert_eq!(
+            p.gate(&after(8, T0), T0),
+            Gate::Delayed { until: T0 + 3600 }
+        );
         // The last delay repeats.
-        assert_eq!(p.gate(&after(9, T0), T0), Gate::Delayed { until: T0 + 3600 });
+        assert_eq!(
+            p.gate(&after(9, T0), T0),
+            Gate::Delayed { until: T0 + 3600 }
+        );
         assert_eq!(p.gate(&after(10, T0), T0 + 1_000_000), Gate::Locked);
     }
 
@@ -143,7 +163,10 @@ mod tests {
         assert_eq!(p.gate(&a, T0 + 29), Gate::Delayed { until: T0 + 30 });
         assert_eq!(
             p.gate(&a, T0 + 30),
-            Gate::Open { left_before_delay: 0, left_before_lock: 6 }
+            Gate::Open {
+                left_before_delay: 0,
+                left_before_lock: 6
+            }
         );
     }
 
@@ -151,23 +174,40 @@ mod tests {
     fn clock_set_backwards_waits_at_most_one_delay() {
         let p = LockoutPolicy::default();
         let a = after(4, T0);
-        assert_eq!(p.gate(&a, T0 - 10_000), Gate::Delayed { until: T0 - 10_000 + 30 });
+        assert_eq!(
+            p.gate(&a, T0 - 10_000),
+            Gate::Delayed {
+                until: T0 - 10_000 + 30
+            }
+        );
     }
 
     #[test]
     fn validation() {
         assert!(LockoutPolicy::default().validate().is_ok());
-        let p = LockoutPolicy { max_attempts: 0, ..Default::default() };
+        let p = LockoutPolicy {
+            max_attempts: 0,
+            ..Default::default()
+        };
         assert!(p.validate().is_err());
-        let p = LockoutPolicy { free_attempts: 10, ..Default::default() };
+        let p = LockoutPolicy {
+            free_attempts: 10,
+            ..Default::default()
+        };
         assert!(p.validate().is_err());
-        let p = LockoutPolicy { delay_seconds: vec![], ..Default::default() };
+        let p = LockoutPolicy {
+            delay_seconds: vec![],
+            ..Default::default()
+        };
         assert!(p.validate().is_err());
     }
 
     #[test]
     fn zero_delays_mean_no_waiting() {
-        let p = LockoutPolicy { delay_seconds: vec![0], ..Default::default() };
+        let p = LockoutPolicy {
+            delay_seconds: vec![0],
+            ..Default::default()
+        };
         assert!(matches!(p.gate(&after(6, T0), T0), Gate::Open { .. }));
     }
 }

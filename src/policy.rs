@@ -216,10 +216,14 @@ impl PinPolicy {
             seen[class as usize] = true;
         }
         if length < self.min_length {
-            return Err(PolicyViolation::TooShort { min: self.min_length });
+            return Err(PolicyViolation::TooShort {
+                min: self.min_length,
+            });
         }
         if length > self.max_length {
-            return Err(PolicyViolation::TooLong { max: self.max_length });
+            return Err(PolicyViolation::TooLong {
+                max: self.max_length,
+            });
         }
         for class in CharClass::ALL {
             match (self.rule(class), seen[class as usize]) {
@@ -272,9 +276,18 @@ mod tests {
 
     #[test]
     fn length_limits() {
-        assert_eq!(policy().check("48291"), Err(PolicyViolation::TooShort { min: 6 }));
-        let p = PinPolicy { max_length: 8, ..policy() };
-        assert_eq!(p.check("482915736"), Err(PolicyViolation::TooLong { max: 8 }));
+        assert_eq!(
+            policy().check("48291"),
+            Err(PolicyViolation::TooShort { min: 6 })
+        );
+        let p = PinPolicy {
+            max_length: 8,
+            ..policy()
+        };
+        assert_eq!(
+            p.check("482915736"),
+            Err(PolicyViolation::TooLong { max: 8 })
+        );
         assert_eq!(p.check("48291573"), Ok(()));
     }
 
@@ -288,15 +301,21 @@ mod tests {
         };
         assert_eq!(
             p.check("abcxyz9"),
-            Err(PolicyViolation::Missing { class: CharClass::Uppercase })
+            Err(PolicyViolation::Missing {
+                class: CharClass::Uppercase
+            })
         );
         assert_eq!(
             p.check("abcXYZq"),
-            Err(PolicyViolation::Missing { class: CharClass::Digits })
+            Err(PolicyViolation::Missing {
+                class: CharClass::Digits
+            })
         );
         assert_eq!(
             p.check("abcXY9!"),
-            Err(PolicyViolation::Denied { class: CharClass::Special })
+            Err(PolicyViolation::Denied {
+                class: CharClass::Special
+            })
         );
         assert_eq!(p.check("abcXY9q"), Ok(()));
         let digits_only = PinPolicy {
@@ -307,25 +326,38 @@ mod tests {
         };
         assert_eq!(
             digits_only.check("48291a"),
-            Err(PolicyViolation::Denied { class: CharClass::Lowercase })
+            Err(PolicyViolation::Denied {
+                class: CharClass::Lowercase
+            })
         );
     }
 
     #[test]
     fn non_ascii_is_refused() {
-        assert_eq!(policy().check("4829155é"), Err(PolicyViolation::UnsupportedCharacter));
-        assert_eq!(policy().check("482915\t"), Err(PolicyViolation::UnsupportedCharacter));
+        assert_eq!(
+            policy().check("4829155é"),
+            Err(PolicyViolation::UnsupportedCharacter)
+        );
+        assert_eq!(
+            policy().check("482915\t"),
+            Err(PolicyViolation::UnsupportedCharacter)
+        );
     }
 
     #[test]
     fn trivial_pins() {
-        for pin in ["000000", "111111", "123456", "654321", "456789", "abcdef", "zyxwvu", "aaaaaa"] {
+        for pin in [
+            "000000", "111111", "123456", "654321", "456789", "abcdef", "zyxwvu", "aaaaaa",
+        ] {
             assert_eq!(policy().check(pin), Err(PolicyViolation::Trivial), "{pin}");
         }
         for pin in ["123457", "112233", "135790", "090807"] {
             assert_eq!(policy().check(pin), Ok(()), "{pin}");
         }
-        let lax = PinPolicy { reject_trivial: false, ..policy() };
+        let lax = PinPolicy {
+            reject_trivial: false,
+            ..policy()
+        };
         assert_eq!(lax.check("123456"), Ok(()));
     }
 
@@ -334,8 +366,18 @@ mod tests {
         let cases = [
             (PolicyViolation::TooShort { min: 6 }, "at least 6"),
             (PolicyViolation::TooLong { max: 8 }, "at most 8"),
-            (PolicyViolation::Missing { class: CharClass::Digits }, "must contain a digit"),
-            (PolicyViolation::Denied { class: CharClass::Special }, "may not contain a special"),
+            (
+                PolicyViolation::Missing {
+                    class: CharClass::Digits,
+                },
+                "must contain a digit",
+            ),
+            (
+                PolicyViolation::Denied {
+                    class: CharClass::Special,
+                },
+                "may not contain a special",
+            ),
             (PolicyViolation::Trivial, "123456"),
             (PolicyViolation::Reused { history: 5 }, "last 5 PINs"),
         ];
@@ -349,11 +391,47 @@ mod tests {
     #[test]
     fn validate_rejects_impossible_policies() {
         assert!(policy().validate().is_ok());
-        assert!(PinPolicy { min_length: 3, ..policy() }.validate().is_err());
-        assert!(PinPolicy { max_length: 128, ..policy() }.validate().is_err());
-        assert!(PinPolicy { min_length: 10, max_length: 8, ..policy() }.validate().is_err());
-        assert!(PinPolicy { history: 51, ..policy() }.validate().is_err());
-        assert!(PinPolicy { expiry_days: 731, ..policy() }.validate().is_err());
+        assert!(
+            PinPolicy {
+                min_length: 3,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PinPolicy {
+                max_length: 128,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PinPolicy {
+                min_length: 10,
+                max_length: 8,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PinPolicy {
+                history: 51,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PinPolicy {
+                expiry_days: 731,
+                ..policy()
+            }
+            .validate()
+            .is_err()
+        );
         let none = PinPolicy {
             digits: CharRule::Deny,
             lowercase: CharRule::Deny,
@@ -367,7 +445,10 @@ mod tests {
     #[test]
     fn expiry() {
         assert_eq!(policy().expires_at(1000), None);
-        let p = PinPolicy { expiry_days: 2, ..policy() };
+        let p = PinPolicy {
+            expiry_days: 2,
+            ..policy()
+        };
         assert_eq!(p.expires_at(1000), Some(1000 + 2 * 86_400));
     }
 }

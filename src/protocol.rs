@@ -54,14 +54,31 @@ pub enum Request {
     /// Enrolment and lockout state (root: any user; others: themselves).
     Status { user: String },
     /// Create the user's container and PIN. Non-root callers must give their account password.
-    PinSet { user: String, password: Option<Secret>, pin: Secret },
+    PinSet {
+        user: String,
+        password: Option<Secret>,
+        pin: Secret,
+    },
     /// Replace the PIN; the current PIN proves the caller (and counts as an attempt).
-    PinChange { user: String, current_pin: Secret, new_pin: Secret },
+    PinChange {
+        user: String,
+        current_pin: Secret,
+        new_pin: Secret,
+    },
     /// Forgotten or locked PIN: a new container under a new PIN; the old key is destroyed.
     /// Non-root callers must give their account password.
-    PinReset { user: String, password: Option<Secret>, new_pin: Secret },
+    PinReset {
+        user: String,
+        password: Option<Secret>,
+        new_pin: Secret,
+    },
     /// Sign the verifier's nonce with the user's key, released by the PIN.
-    SignIn { user: String, service: String, nonce: Nonce, pin: Secret },
+    SignIn {
+        user: String,
+        service: String,
+        nonce: Nonce,
+        pin: Secret,
+    },
     /// Root only: clear the user's failed attempts and lock.
     AdminUnlock { user: String },
     /// Root only: delete the user's container, counters and registered key.
@@ -87,10 +104,15 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Hello { version: u32, daemon: String },
+    Hello {
+        version: u32,
+        daemon: String,
+    },
     Status(UserStatus),
     /// The request was carried out; `message` says what happened.
-    Done { message: String },
+    Done {
+        message: String,
+    },
     /// r || s over [`crate::challenge::signin_digest`].
     Signed {
         #[serde(with = "crate::hex::serde")]
@@ -116,7 +138,12 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), retry_at: None, left_before_lock: None }
+        Failure {
+            code,
+            message: message.into(),
+            retry_at: None,
+            left_before_lock: None,
+        }
     }
 }
 
@@ -226,7 +253,11 @@ mod tests {
             b"{\"op\":\"status\",\"user\":\"a\",\"uid\":0}",
             b"{\"op\":\"sign_in\",\"user\":\"a\",\"service\":\"x\",\"nonce\":\"00\",\"pin\":\"1\"}",
         ] {
-            assert!(decode::<Request>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                decode::<Request>(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -239,7 +270,10 @@ mod tests {
             left_before_lock: Some(2),
         });
         assert_eq!(decode::<Response>(&encode(&r).unwrap()).unwrap(), r);
-        let s = Response::Signed { signature: vec![1; 64], backend: BackendKind::Tpm };
+        let s = Response::Signed {
+            signature: vec![1; 64],
+            backend: BackendKind::Tpm,
+        };
         assert_eq!(decode::<Response>(&encode(&s).unwrap()).unwrap(), s);
     }
 }

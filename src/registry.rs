@@ -35,11 +35,18 @@ pub enum RegistryError {
     #[error("refusing {path}: {why}; it must be owned by root and writable by root only")]
     Insecure { path: PathBuf, why: String },
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is corrupt ({reason}); an administrator should re-enrol the user")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{path} belongs to {found}, not to {expected}")]
-    WrongOwner { path: PathBuf, expected: String, found: String },
+    WrongOwner {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
 }
 
 /// A user name safe to use as a file name. Names come from PAM or the command line.
@@ -62,13 +69,22 @@ pub fn key_path(state_dir: &Path, user: &str) -> PathBuf {
 fn check_trusted(path: &Path) -> Result<(), RegistryError> {
     let meta = fs::symlink_metadata(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            RegistryError::Insecure { path: path.into(), why: "it does not exist".into() }
+            RegistryError::Insecure {
+                path: path.into(),
+                why: "it does not exist".into(),
+            }
         } else {
-            RegistryError::Io { path: path.into(), source }
+            RegistryError::Io {
+                path: path.into(),
+                source,
+            }
         }
     })?;
     if meta.file_type().is_symlink() {
-        return Err(RegistryError::Insecure { path: path.into(), why: "it is a symlink".into() });
+        return Err(RegistryError::Insecure {
+            path: path.into(),
+            why: "it is a symlink".into(),
+        });
     }
     if meta.uid() != 0 {
         return Err(RegistryError::Insecure {
@@ -87,23 +103,35 @@ fn check_trusted(path: &Path) -> Result<(), RegistryError> {
 
 /// Read `user`'s registered key, refusing anything a non-root process could have planted.
 /// `expected_uid` (from the system's user database) guards against a recycled user name.
-pub fn load(state_dir: &Path, user: &str, expected_uid: Option<u32>) -> Result<RegisteredKey, RegistryError> {
+pub fn load(
+    state_dir: &Path,
+    user: &str,
+    expected_uid: Option<u32>,
+) -> Result<RegisteredKey, RegistryError> {
     let path = key_path(state_dir, user);
     if !valid_user_name(user) {
-        return Err(RegistryError::NotEnrolled { user: user.into(), path });
+        return Err(RegistryError::NotEnrolled {
+            user: user.into(),
+            path,
+        });
     }
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RegistryError::NotEnrolled { user: user.into(), path });
+            return Err(RegistryError::NotEnrolled {
+                user: user.into(),
+                path,
+            });
         }
         Err(source) => return Err(RegistryError::Io { path, source }),
     };
     check_trusted(state_dir)?;
     check_trusted(&public_dir(state_dir))?;
     check_trusted(&path)?;
-    let key: RegisteredKey = serde_json::from_str(&text)
-        .map_err(|e| RegistryError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    let key: RegisteredKey = serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     if key.version != REGISTRY_VERSION {
         return Err(RegistryError::Corrupt {
             path,
@@ -111,7 +139,11 @@ pub fn load(state_dir: &Path, user: &str, expected_uid: Option<u32>) -> Result<R
         });
     }
     if key.user != user {
-        return Err(RegistryError::WrongOwner { path, expected: user.into(), found: key.user });
+        return Err(RegistryError::WrongOwner {
+            path,
+            expected: user.into(),
+            found: key.user,
+        });
     }
     if let Some(uid) = expected_uid
         && uid != key.uid
@@ -172,20 +204,38 @@ mod tests {
     fn reads_checks_and_refuses() {
         let is_root = nix::unistd::geteuid().is_root();
         let dir = setup();
-        assert!(matches!(load(&dir, "alice", None), Err(RegistryError::NotEnrolled { .. })));
+        assert!(matches!(
+            load(&dir, "alice", None),
+            Err(RegistryError::NotEnrolled { .. })
+        ));
         write(&dir, "alice", &record("alice", 1000), 0o644);
         if is_root {
             assert_eq!(load(&dir, "alice", Some(1000)).unwrap().uid, 1000);
-            assert!(matches!(load(&dir, "alice", Some(1001)), Err(RegistryError::WrongOwner { .. })));
+            assert!(matches!(
+                load(&dir, "alice", Some(1001)),
+                Err(RegistryError::WrongOwner { .. })
+            ));
             write(&dir, "bob", &record("alice", 1000), 0o644);
-            assert!(matches!(load(&dir, "bob", None), Err(RegistryError::WrongOwner { .. })));
+            assert!(matches!(
+                load(&dir, "bob", None),
+                Err(RegistryError::WrongOwner { .. })
+            ));
             write(&dir, "carol", "{not json", 0o644);
-            assert!(matches!(load(&dir, "carol", None), Err(RegistryError::Corrupt { .. })));
+            assert!(matches!(
+                load(&dir, "carol", None),
+                Err(RegistryError::Corrupt { .. })
+            ));
             write(&dir, "dave", &record("dave", 7), 0o666);
-            assert!(matches!(load(&dir, "dave", None), Err(RegistryError::Insecure { .. })));
+            assert!(matches!(
+                load(&dir, "dave", None),
+                Err(RegistryError::Insecure { .. })
+            ));
         } else {
             // Files made by a non-root test runner are not trusted.
-            assert!(matches!(load(&dir, "alice", None), Err(RegistryError::Insecure { .. })));
+            assert!(matches!(
+                load(&dir, "alice", None),
+                Err(RegistryError::Insecure { .. })
+            ));
         }
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -25,7 +25,11 @@ pub fn utc(unix: u64) -> String {
 /// A wait in words: "45 seconds", "4 minutes", "2 hours", "3 days".
 pub fn wait(seconds: u64) -> String {
     fn plural(n: u64, unit: &str) -> String {
-        if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+        if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
     }
     match seconds {
         0..=59 => plural(seconds.max(1), "second"),

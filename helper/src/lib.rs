@@ -6,3 +6,8 @@
 //! - [`server`]: the Unix socket, one thread per client, deadlines on every frame.
 
 pub mod backend;
+pub mod pam_client;
+pub mod password;
+pub mod service;
+pub mod store;
+pub mod users;

@@ -92,7 +92,12 @@ impl fmt::Debug for KeyBlob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyBlob::Tpm { public, private } => {
-                write!(f, "KeyBlob::Tpm(public {} B, private {} B)", public.len(), private.len())
+                write!(
+                    f,
+                    "KeyBlob::Tpm(public {} B, private {} B)",
+                    public.len(),
+                    private.len()
+                )
             }
             KeyBlob::Software { ciphertext, .. } => {
                 write!(f, "KeyBlob::Software(ciphertext {} B)", ciphertext.len())
@@ -146,10 +151,20 @@ pub trait KeyBackend: Send {
     fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError>;
 
     /// Sign a 32-byte digest with the key in `blob`, released by `auth`. Returns r || s.
-    fn sign(&mut self, blob: &KeyBlob, auth: &AuthValue, digest: &[u8; 32]) -> Result<[u8; 64], BackendError>;
+    fn sign(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        digest: &[u8; 32],
+    ) -> Result<[u8; 64], BackendError>;
 
     /// A copy of the same key under a new authValue (the old one must be right).
-    fn change_auth(&mut self, blob: &KeyBlob, old: &AuthValue, new: &AuthValue) -> Result<KeyBlob, BackendError>;
+    fn change_auth(
+        &mut self,
+        blob: &KeyBlob,
+        old: &AuthValue,
+        new: &AuthValue,
+    ) -> Result<KeyBlob, BackendError>;
 
     /// The TPM's dictionary-attack state; `None` for backends without one.
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError>;

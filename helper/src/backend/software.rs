@@ -19,7 +19,11 @@ const NONCE_LEN: usize = 24;
 const KDF_SALT_LEN: usize = 16;
 
 /// Argon2id at 64 MiB and 3 passes: ~0.12 s on this class of machine.
-pub const DEFAULT_KDF: KdfParams = KdfParams { memory_kib: 64 * 1024, passes: 3, lanes: 1 };
+pub const DEFAULT_KDF: KdfParams = KdfParams {
+    memory_kib: 64 * 1024,
+    passes: 3,
+    lanes: 1,
+};
 
 #[derive(Debug)]
 pub struct SoftwareVault {
@@ -34,7 +38,8 @@ impl Default for SoftwareVault {
 
 fn random<const N: usize>() -> Result<[u8; N], BackendError> {
     let mut out = [0u8; N];
-    getrandom::fill(&mut out).map_err(|e| BackendError::Unavailable(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut out)
+        .map_err(|e| BackendError::Unavailable(format!("no randomness: {e}")))?;
     Ok(out)
 }
 
@@ -44,7 +49,11 @@ impl SoftwareVault {
         SoftwareVault { kdf }
     }
 
-    fn stretch(kdf: &KdfParams, auth: &AuthValue, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, BackendError> {
+    fn stretch(
+        kdf: &KdfParams,
+        auth: &AuthValue,
+        salt: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, BackendError> {
         let params = Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))
             .map_err(|e| BackendError::BadBlob(format!("bad Argon2id parameters: {e}")))?;
         let mut key = Zeroizing::new([0u8; 32]);
@@ -61,19 +70,38 @@ impl SoftwareVault {
         let cipher = XChaCha20Poly1305::new_from_slice(key.as_slice())
             .map_err(|e| BackendError::Unavailable(format!("cipher setup: {e}")))?;
         let ciphertext = cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: scalar, aad: AAD })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: scalar,
+                    aad: AAD,
+                },
+            )
             .map_err(|e| BackendError::Unavailable(format!("sealing failed: {e}")))?;
-        Ok(KeyBlob::Software { kdf: self.kdf, salt: salt.to_vec(), nonce: nonce.to_vec(), ciphertext })
+        Ok(KeyBlob::Software {
+            kdf: self.kdf,
+            salt: salt.to_vec(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
     }
 
     fn open(blob: &KeyBlob, auth: &AuthValue) -> Result<SigningKey, BackendError> {
-        let KeyBlob::Software { kdf, salt, nonce, ciphertext } = blob else {
+        let KeyBlob::Software {
+            kdf,
+            salt,
+            nonce,
+            ciphertext,
+        } = blob
+        else {
             return Err(BackendError::BadBlob(
                 "this key was created in the TPM, not in the software vault".into(),
             ));
         };
         if nonce.len() != NONCE_LEN || salt.len() != KDF_SALT_LEN {
-            return Err(BackendError::BadBlob("nonce or salt has the wrong length".into()));
+            return Err(BackendError::BadBlob(
+                "nonce or salt has the wrong length".into(),
+            ));
         }
         let nonce = XNonce::try_from(nonce.as_slice())
             .map_err(|_| BackendError::BadBlob("nonce has the wrong length".into()))?;
@@ -82,10 +110,17 @@ impl SoftwareVault {
             .map_err(|e| BackendError::Unavailable(format!("cipher setup: {e}")))?;
         let scalar = Zeroizing::new(
             cipher
-                .decrypt(&nonce, Payload { msg: ciphertext, aad: AAD })
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: ciphertext,
+                        aad: AAD,
+                    },
+                )
                 .map_err(|_| BackendError::AuthFailed)?,
         );
-        SigningKey::from_slice(&scalar).map_err(|_| BackendError::BadBlob("the sealed key is not a P-256 scalar".into()))
+        SigningKey::from_slice(&scalar)
+            .map_err(|_| BackendError::BadBlob("the sealed key is not a P-256 scalar".into()))
     }
 }
 
@@ -104,10 +139,18 @@ impl KeyBackend for SoftwareVault {
         };
         let public_key = key.verifying_key().to_sec1_bytes().to_vec();
         let scalar = Zeroizing::new(key.to_bytes().to_vec());
-        Ok(NewKey { public_key, blob: self.seal(&scalar, auth)? })
+        Ok(NewKey {
+            public_key,
+            blob: self.seal(&scalar, auth)?,
+        })
     }
 
-    fn sign(&mut self, blob: &KeyBlob, auth: &AuthValue, digest: &[u8; 32]) -> Result<[u8; 64], BackendError> {
+    fn sign(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        digest: &[u8; 32],
+    ) -> Result<[u8; 64], BackendError> {
         let key = Self::open(blob, auth)?;
         let sig: Signature = key
             .sign_prehash(digest)
@@ -117,7 +160,12 @@ impl KeyBackend for SoftwareVault {
         Ok(out)
     }
 
-    fn change_auth(&mut self, blob: &KeyBlob, old: &AuthValue, new: &AuthValue) -> Result<KeyBlob, BackendError> {
+    fn change_auth(
+        &mut self,
+        blob: &KeyBlob,
+        old: &AuthValue,
+        new: &AuthValue,
+    ) -> Result<KeyBlob, BackendError> {
         let key = Self::open(blob, old)?;
         let scalar = Zeroizing::new(key.to_bytes().to_vec());
         self.seal(&scalar, new)

@@ -13,7 +13,9 @@ pub struct TpmBackend {
 impl TpmBackend {
     /// Open the TPM at `tcti` (e.g. "device:/dev/tpmrm0") and prepare alohad's storage primary.
     pub fn open(tcti: &str) -> Result<TpmBackend, BackendError> {
-        Err(BackendError::Unavailable(format!("TPM backend not built yet ({tcti})")))
+        Err(BackendError::Unavailable(format!(
+            "TPM backend not built yet ({tcti})"
+        )))
     }
 }
 
@@ -24,10 +26,20 @@ impl KeyBackend for TpmBackend {
     fn create(&mut self, _auth: &AuthValue) -> Result<NewKey, BackendError> {
         Err(BackendError::Unavailable("not built yet".into()))
     }
-    fn sign(&mut self, _blob: &KeyBlob, _auth: &AuthValue, _digest: &[u8; 32]) -> Result<[u8; 64], BackendError> {
+    fn sign(
+        &mut self,
+        _blob: &KeyBlob,
+        _auth: &AuthValue,
+        _digest: &[u8; 32],
+    ) -> Result<[u8; 64], BackendError> {
         Err(BackendError::Unavailable("not built yet".into()))
     }
-    fn change_auth(&mut self, _blob: &KeyBlob, _old: &AuthValue, _new: &AuthValue) -> Result<KeyBlob, BackendError> {
+    fn change_auth(
+        &mut self,
+        _blob: &KeyBlob,
+        _old: &AuthValue,
+        _new: &AuthValue,
+    ) -> Result<KeyBlob, BackendError> {
         Err(BackendError::Unavailable("not built yet".into()))
     }
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {

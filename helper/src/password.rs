@@ -1,0 +1,97 @@
+//! Checking an account password through the system's own PAM stack, before a non-root user
+//! may set or reset a PIN (the seed's "the user has to enter the existing credentials").
+//!
+//! The service (default `aloha`, shipped in packaging/pam/aloha) must not include pam_aloha:
+//! a PIN must never vouch for itself.
+
+use std::path::PathBuf;
+
+use aloha::Secret;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::pam_client::{self, Conversation, MessageStyle, Transaction};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PasswordError {
+    #[error("the account password is wrong")]
+    Wrong,
+    #[error("the account password has expired: change it first (passwd), then try again")]
+    Expired,
+    #[error("the account password cannot be checked: {0}")]
+    Unavailable(String),
+}
+
+pub trait PasswordChecker: Send + Sync {
+    fn check(&self, user: &str, password: &Secret) -> Result<(), PasswordError>;
+}
+
+/// Runs `pam_authenticate` + `pam_acct_mgmt` on a dedicated PAM service.
+#[derive(Debug, Clone)]
+pub struct PamPasswordChecker {
+    pub service: String,
+    /// `None`: the system's /etc/pam.d.
+    pub confdir: Option<PathBuf>,
+}
+
+/// Answers the one password prompt; any further secret prompt (a second factor, a "new
+/// password") aborts, since we cannot answer it on the user's behalf.
+struct PasswordConversation {
+    password: Secret,
+    answered: bool,
+}
+
+impl Conversation for PasswordConversation {
+    fn respond(
+        &mut self,
+        style: MessageStyle,
+        _text: &str,
+    ) -> Result<Option<Zeroizing<String>>, ()> {
+        match style {
+            MessageStyle::PromptEchoOff if !self.answered => {
+                self.answered = true;
+                Ok(Some(Zeroizing::new(self.password.expose().to_string())))
+            }
+            MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => Err(()),
+            MessageStyle::ErrorMsg | MessageStyle::TextInfo => Ok(None),
+        }
+    }
+}
+
+impl PasswordChecker for PamPasswordChecker {
+    fn check(&self, user: &str, password: &Secret) -> Result<(), PasswordError> {
+        if password.is_empty() {
+            return Err(PasswordError::Wrong);
+        }
+        let conv = Box::new(PasswordConversation {
+            password: password.clone(),
+            answered: false,
+        });
+        let mut tx = Transaction::start(&self.service, user, self.confdir.as_deref(), conv)
+            .map_err(|rc| {
+                PasswordError::Unavailable(format!(
+                    "PAM service {:?} could not start (PAM error {rc})",
+                    self.service
+                ))
+            })?;
+        match tx.authenticate(pam_client::PAM_SILENT) {
+            pam_client::PAM_SUCCESS => {}
+            pam_client::PAM_AUTH_ERR
+            | pam_client::PAM_USER_UNKNOWN
+            | pam_client::PAM_MAXTRIES
+            | pam_client::PAM_CONV_ERR
+            | pam_client::PAM_PERM_DENIED => return Err(PasswordError::Wrong),
+            rc => return Err(PasswordError::Unavailable(tx.strerror(rc))),
+        }
+        match tx.acct_mgmt(pam_client::PAM_SILENT) {
+            pam_client::PAM_SUCCESS => Ok(()),
+            pam_client::PAM_NEW_AUTHTOK_REQD => Err(PasswordError::Expired),
+            pam_client::PAM_ACCT_EXPIRED | pam_client::PAM_PERM_DENIED => {
+                Err(PasswordError::Unavailable(
+                    "the account is expired or not allowed to sign in".into(),
+                ))
+            }
+            rc => Err(PasswordError::Unavailable(tx.strerror(rc))),
+        }
+    }
+}

@@ -1,0 +1,858 @@
+//! alohad's policy: who may ask what, PIN policy and history, lockout, and the sign-in itself.
+//!
+//! Everything here is ordinary Rust over injected parts — key backends, the user database, the
+//! password checker and the clock — so it is tested without sockets, sleeps or a TPM.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aloha::Secret;
+use aloha::challenge::{Nonce, signin_digest};
+use aloha::config::{BackendChoice, Config};
+use aloha::lockout::{Attempts, Gate};
+use aloha::protocol::{
+    BackendKind, ErrorCode, Failure, Request, Response, TpmLockoutStatus, UserStatus,
+};
+use aloha::registry::{self, valid_user_name};
+use aloha::timefmt;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tracing::{error, info, warn};
+
+use crate::backend::{AuthValue, BackendError, DaState, KeyBackend, SALT_LEN};
+use crate::password::{PasswordChecker, PasswordError};
+use crate::store::{CONTAINER_VERSION, Container, Protectors, Store, StoreError};
+use crate::users::{UserDb, UserInfo};
+
+/// Unix seconds, injected so lockout windows are tested without sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> u64;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// Who is asking, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Caller {
+    fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// What the service is built from.
+#[allow(missing_debug_implementations)]
+pub struct Parts {
+    pub config: Config,
+    pub store: Store,
+    pub software: Box<dyn KeyBackend>,
+    /// `None` where no TPM could be opened (or `backend = "software"`).
+    pub tpm: Option<Box<dyn KeyBackend>>,
+    pub users: Box<dyn UserDb>,
+    pub passwords: Box<dyn PasswordChecker>,
+    pub clock: Box<dyn Clock>,
+}
+
+pub struct Service {
+    config: Config,
+    store: Store,
+    software: Mutex<Box<dyn KeyBackend>>,
+    tpm: Option<Mutex<Box<dyn KeyBackend>>>,
+    users: Box<dyn UserDb>,
+    passwords: Box<dyn PasswordChecker>,
+    clock: Box<dyn Clock>,
+    /// One attempt at a time per user, so concurrent attempts can never exceed the limit.
+    user_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("state_dir", &self.store.root())
+            .field("tpm", &self.tpm.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+type Outcome<T> = Result<T, Failure>;
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing in alohad panics while holding a lock; if something did, the data is still the
+    // best we have, and refusing every later request would be worse.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure::new(code, message)
+}
+
+fn store_failure(user: &str, e: StoreError) -> Failure {
+    match e {
+        StoreError::Corrupt { .. } => fail(
+            ErrorCode::StateCorrupt,
+            format!(
+                "{e}. PIN sign-in for {user} is refused until an administrator runs \
+                 `aloha admin unlock --user {user}` (attempt counter) or `aloha pin reset` (container)."
+            ),
+        ),
+        other => fail(
+            ErrorCode::Internal,
+            format!("alohad could not use its state: {other}"),
+        ),
+    }
+}
+
+fn random_salt() -> Outcome<[u8; SALT_LEN]> {
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt)
+        .map_err(|e| fail(ErrorCode::Internal, format!("no randomness: {e}")))?;
+    Ok(salt)
+}
+
+impl Service {
+    pub fn new(parts: Parts) -> Service {
+        let service = Service {
+            config: parts.config,
+            store: parts.store,
+            software: Mutex::new(parts.software),
+            tpm: parts.tpm.map(Mutex::new),
+            users: parts.users,
+            passwords: parts.passwords,
+            clock: parts.clock,
+            user_locks: Mutex::new(HashMap::new()),
+        };
+        service.reconcile_registry();
+        service
+    }
+
+    /// The backend new containers go to.
+    pub fn default_backend(&self) -> BackendKind {
+        match (self.config.tpm.backend, &self.tpm) {
+            (BackendChoice::Software, _) | (BackendChoice::Auto, None) => BackendKind::Software,
+            (BackendChoice::Tpm | BackendChoice::Auto, Some(_)) | (BackendChoice::Tpm, None) => {
+                BackendKind::Tpm
+            }
+        }
+    }
+
+    /// A crash between writing a container and publishing its key leaves them out of step;
+    /// the container is authoritative, so republish at start.
+    fn reconcile_registry(&self) {
+        let Ok(entries) = std::fs::read_dir(self.store.root().join("private/users")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let user = entry.file_name().to_string_lossy().into_owned();
+            match self.store.load_container(&user) {
+                Ok(Some(c)) => {
+                    let current = registry::load(self.store.root(), &user, Some(c.uid)).ok();
+                    if current.as_ref() != Some(&c.registered_key()) {
+                        match self.store.publish_key(&c.registered_key()) {
+                            Ok(()) => warn!(user, "republished the public key from the container"),
+                            Err(e) => error!(user, error = %e, "cannot republish the public key"),
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => error!(user, error = %e, "container unreadable"),
+            }
+        }
+    }
+
+    pub fn handle(&self, caller: &Caller, request: Request) -> Response {
+        let op = request.op();
+        let result = match request {
+            Request::Hello { .. } => Err(fail(
+                ErrorCode::BadRequest,
+                "hello may only open a connection",
+            )),
+            Request::Status { user } => self.status(caller, &user).map(Response::Status),
+            Request::PinSet {
+                user,
+                password,
+                pin,
+            } => self.pin_set(caller, &user, password.as_ref(), &pin),
+            Request::PinChange {
+                user,
+                current_pin,
+                new_pin,
+            } => self.pin_change(caller, &user, &current_pin, &new_pin),
+            Request::PinReset {
+                user,
+                password,
+                new_pin,
+            } => self.pin_reset(caller, &user, password.as_ref(), &new_pin),
+            Request::SignIn {
+                user,
+                service,
+                nonce,
+                pin,
+            } => self.sign_in(caller, &user, &service, &nonce, &pin),
+            Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
+            Request::AdminRemove { user } => self.admin_remove(caller, &user),
+        };
+        result.unwrap_or_else(|failure| {
+            if !matches!(op, "sign_in") {
+                info!(op, caller_uid = caller.uid, code = ?failure.code, "refused");
+            }
+            Response::Error(failure)
+        })
+    }
+
+    // ---------------------------------------------------------------- who may ask
+
+    fn authorize(&self, caller: &Caller, user: &str) -> Outcome<UserInfo> {
+        if !valid_user_name(user) {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                format!("{user:?} is not a valid user name"),
+            ));
+        }
+        let info = self
+            .users
+            .by_name(user)
+            .map_err(|e| fail(ErrorCode::Internal, e))?
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::UnknownUser,
+                    format!("There is no user named {user}."),
+                )
+            })?;
+        if !caller.is_root() && caller.uid != info.uid {
+            return Err(fail(
+                ErrorCode::Forbidden,
+                format!(
+                    "uid {} may only act for itself, not for {user}.",
+                    caller.uid
+                ),
+            ));
+        }
+        Ok(info)
+    }
+
+    fn require_root(&self, caller: &Caller, user: &str) -> Outcome<()> {
+        if !valid_user_name(user) {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                format!("{user:?} is not a valid user name"),
+            ));
+        }
+        if !caller.is_root() {
+            return Err(fail(
+                ErrorCode::Forbidden,
+                "Only root may do this: run it with sudo.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Non-root callers prove themselves with their account password; root is the administrator.
+    fn require_password(
+        &self,
+        caller: &Caller,
+        info: &UserInfo,
+        password: Option<&Secret>,
+        what: &str,
+    ) -> Outcome<()> {
+        if caller.is_root() {
+            return Ok(());
+        }
+        let Some(password) = password else {
+            return Err(fail(
+                ErrorCode::WrongPassword,
+                format!("Your account password is needed to {what}."),
+            ));
+        };
+        match self.passwords.check(&info.name, password) {
+            Ok(()) => Ok(()),
+            Err(PasswordError::Wrong) => {
+                warn!(
+                    user = info.name,
+                    caller_uid = caller.uid,
+                    "wrong account password"
+                );
+                Err(fail(
+                    ErrorCode::WrongPassword,
+                    "The account password is wrong.",
+                ))
+            }
+            Err(e @ PasswordError::Expired) => Err(fail(ErrorCode::WrongPassword, e.to_string())),
+            Err(e @ PasswordError::Unavailable(_)) => Err(fail(ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    fn user_lock(&self, user: &str) -> Arc<Mutex<()>> {
+        lock(&self.user_locks)
+            .entry(user.to_string())
+            .or_default()
+            .clone()
+    }
+
+    // ---------------------------------------------------------------- backends
+
+    fn backend(&self, kind: BackendKind) -> Outcome<&Mutex<Box<dyn KeyBackend>>> {
+        match kind {
+            BackendKind::Software => Ok(&self.software),
+            BackendKind::Tpm => self.tpm.as_ref().ok_or_else(|| {
+                fail(
+                    ErrorCode::BackendUnavailable,
+                    "This PIN lives in the TPM, but alohad has no TPM available (see `alohad` logs \
+                     and [tpm] in aloha.toml); use your password.",
+                )
+            }),
+        }
+    }
+
+    fn backend_failure(&self, user: &str, e: BackendError) -> Failure {
+        match e {
+            BackendError::AuthFailed => fail(ErrorCode::WrongPin, "Wrong PIN."),
+            BackendError::Lockout => fail(
+                ErrorCode::TpmLockout,
+                "The TPM is in its dictionary-attack lockout, which pauses PIN sign-in for every \
+                 user on this machine; use your password.",
+            ),
+            BackendError::BadBlob(m) => fail(
+                ErrorCode::StateCorrupt,
+                format!(
+                    "{user}'s key cannot be used ({m}); this happens after a TPM was cleared or \
+                     replaced. Set a new PIN with `aloha pin reset`; use your password meanwhile."
+                ),
+            ),
+            BackendError::Unavailable(m) => fail(
+                ErrorCode::BackendUnavailable,
+                format!("The key store is unavailable ({m}); use your password."),
+            ),
+        }
+    }
+
+    /// Refuse attempts that could push the TPM into its global lockout.
+    fn tpm_guard(&self, backend: &mut dyn KeyBackend, now: u64) -> Outcome<()> {
+        let da = match backend.dictionary_attack_state() {
+            Ok(Some(da)) => da,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(self.backend_failure("this user", e)),
+        };
+        let limit = da.max_tries.saturating_sub(self.config.tpm.da_headroom);
+        if !da.in_lockout && da.counter < limit {
+            return Ok(());
+        }
+        let excess = u64::from(da.counter.saturating_sub(limit)) + 1;
+        let retry_at =
+            (da.recovery_seconds > 0).then(|| now + excess * u64::from(da.recovery_seconds));
+        let when = match retry_at {
+            Some(t) => format!(
+                "until about {} ({})",
+                timefmt::utc(t),
+                timefmt::wait(t - now)
+            ),
+            None => "until an administrator resets the TPM's dictionary-attack counter".into(),
+        };
+        let state = if da.in_lockout {
+            "is in its dictionary-attack lockout"
+        } else {
+            "is close to its dictionary-attack lockout"
+        };
+        let mut f = fail(
+            ErrorCode::TpmLockout,
+            format!(
+                "The TPM {state} after {} wrong PINs on this machine (limit {}); PIN sign-in pauses \
+                 for every user {when}. Use your password.",
+                da.counter, da.max_tries
+            ),
+        );
+        f.retry_at = retry_at;
+        Err(f)
+    }
+
+    // ---------------------------------------------------------------- lockout
+
+    fn refusal(&self, user: &str, gate: Gate, attempts: &Attempts, now: u64) -> Outcome<()> {
+        match gate {
+            Gate::Open { .. } => Ok(()),
+            Gate::Delayed { until } => {
+                let mut f = fail(
+                    ErrorCode::Delayed,
+                    format!(
+                        "Too many wrong PINs: try again in {} (at {}), or use your password.",
+                        timefmt::wait(until - now),
+                        timefmt::utc(until)
+                    ),
+                );
+                f.retry_at = Some(until);
+                f.left_before_lock = Some(
+                    self.config
+                        .lockout
+                        .max_attempts
+                        .saturating_sub(attempts.failures),
+                );
+                Err(f)
+            }
+            Gate::Locked => {
+                let mut f = fail(
+                    ErrorCode::Locked,
+                    format!(
+                        "{user}'s PIN is locked after {} wrong tries — use your password. \
+                         `aloha pin reset` (with the account password) or an administrator \
+                         (`aloha admin unlock`) lifts the lock.",
+                        attempts.failures
+                    ),
+                );
+                f.left_before_lock = Some(0);
+                Err(f)
+            }
+        }
+    }
+
+    fn wrong_pin(&self, user: &str, counted: &Attempts, now: u64) -> Failure {
+        let policy = &self.config.lockout;
+        let left = policy.max_attempts.saturating_sub(counted.failures);
+        let (message, retry_at) = match policy.gate(counted, now) {
+            Gate::Locked => (
+                format!(
+                    "Wrong PIN. {user}'s PIN is now locked after {} wrong tries — use your password; \
+                     `aloha pin reset` (with the account password) or an administrator lifts the lock.",
+                    counted.failures
+                ),
+                None,
+            ),
+            Gate::Delayed { until } => (
+                format!(
+                    "Wrong PIN. Next try in {} (at {}); {left} more wrong PINs lock it.",
+                    timefmt::wait(until - now),
+                    timefmt::utc(until)
+                ),
+                Some(until),
+            ),
+            Gate::Open {
+                left_before_delay, ..
+            } if left_before_delay > 0 => (
+                format!(
+                    "Wrong PIN. {left_before_delay} more {} before a waiting time.",
+                    if left_before_delay == 1 {
+                        "try"
+                    } else {
+                        "tries"
+                    }
+                ),
+                None,
+            ),
+            Gate::Open { .. } => (
+                format!(
+                    "Wrong PIN. {left} more wrong {} lock it.",
+                    if left == 1 { "PIN would" } else { "PINs" }
+                ),
+                None,
+            ),
+        };
+        Failure {
+            code: ErrorCode::WrongPin,
+            message,
+            retry_at,
+            left_before_lock: Some(left),
+        }
+    }
+
+    /// One PIN attempt against `container`'s key: gate, TPM guard, write-ahead count, the
+    /// operation, then reset on success. The caller holds the user's lock.
+    fn attempt<T>(
+        &self,
+        user: &str,
+        container: &Container,
+        op: impl FnOnce(&mut dyn KeyBackend) -> Result<T, BackendError>,
+    ) -> Outcome<T> {
+        let now = self.clock.now();
+        let attempts = self
+            .store
+            .load_attempts(user)
+            .map_err(|e| store_failure(user, e))?;
+        self.refusal(
+            user,
+            self.config.lockout.gate(&attempts, now),
+            &attempts,
+            now,
+        )?;
+        let mut backend = lock(self.backend(container.backend)?);
+        self.tpm_guard(&mut **backend, now)?;
+        // Write-ahead: the attempt is counted on disk before the PIN reaches the key store, so
+        // a crash or kill mid-attempt never yields a free guess.
+        let counted = Attempts {
+            failures: attempts.failures.saturating_add(1),
+            last_failure: now,
+        };
+        self.store.save_attempts(user, &counted).map_err(|e| {
+            fail(
+                ErrorCode::Internal,
+                format!("alohad cannot record the attempt, so it refuses it: {e}"),
+            )
+        })?;
+        match op(&mut **backend) {
+            Ok(value) => {
+                if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
+                    error!(user, error = %e, "cannot reset the attempt counter after a success");
+                }
+                Ok(value)
+            }
+            Err(BackendError::AuthFailed) => Err(self.wrong_pin(user, &counted, now)),
+            Err(other) => {
+                // The key store never judged the PIN: give the attempt back.
+                if let Err(e) = self.store.save_attempts(user, &attempts) {
+                    error!(user, error = %e, "cannot restore the attempt counter");
+                }
+                Err(self.backend_failure(user, other))
+            }
+        }
+    }
+
+    fn load_container(&self, user: &str) -> Outcome<Container> {
+        self.store
+            .load_container(user)
+            .map_err(|e| store_failure(user, e))?
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::NotEnrolled,
+                    format!("{user} has no Aloha PIN; set one with `aloha pin set`."),
+                )
+            })
+    }
+
+    // ---------------------------------------------------------------- PIN history
+
+    fn pin_digest(&self, user: &str, pin: &Secret) -> Outcome<String> {
+        let key = self
+            .store
+            .history_key()
+            .map_err(|e| store_failure(user, e))?;
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+            .map_err(|e| fail(ErrorCode::Internal, format!("history key: {e}")))?;
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(pin.expose().as_bytes());
+        Ok(aloha::hex::encode(&mac.finalize().into_bytes()))
+    }
+
+    /// Policy and history check of a new PIN; returns the history to store once it is set.
+    fn vet_new_pin(&self, user: &str, pin: &Secret) -> Outcome<Vec<String>> {
+        self.config
+            .pin
+            .check(pin.expose())
+            .map_err(|v| fail(ErrorCode::PolicyViolation, v.to_string()))?;
+        let keep = self.config.pin.history;
+        if keep == 0 {
+            return Ok(Vec::new());
+        }
+        let digest = self.pin_digest(user, pin)?;
+        let mut history = self
+            .store
+            .load_history(user)
+            .map_err(|e| store_failure(user, e))?;
+        if history.iter().take(keep).any(|d| *d == digest) {
+            let v = aloha::policy::PolicyViolation::Reused { history: keep };
+            return Err(fail(ErrorCode::PolicyViolation, v.to_string()));
+        }
+        history.insert(0, digest);
+        history.truncate(keep);
+        Ok(history)
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    /// Create a new container (a new key) for `info` under `pin`, replacing any old one.
+    fn enrol(&self, info: &UserInfo, pin: &Secret, history: Vec<String>) -> Outcome<Container> {
+        let now = self.clock.now();
+        let salt = random_salt()?;
+        let auth = AuthValue::from_pin(pin, &salt);
+        let kind = self.default_backend();
+        let new = lock(self.backend(kind)?)
+            .create(&auth)
+            .map_err(|e| self.backend_failure(&info.name, e))?;
+        let container = Container {
+            version: CONTAINER_VERSION,
+            user: info.name.clone(),
+            uid: info.uid,
+            backend: kind,
+            created_at: now,
+            pin_set_at: now,
+            public_key: new.public_key,
+            pin_salt: salt,
+            protectors: Protectors { pin: new.blob },
+        };
+        let user = info.name.as_str();
+        self.store
+            .save_container(&container)
+            .map_err(|e| store_failure(user, e))?;
+        self.store
+            .save_attempts(user, &Attempts::default())
+            .and_then(|()| self.store.save_history(user, history))
+            .and_then(|()| self.store.publish_key(&container.registered_key()))
+            .map_err(|e| store_failure(user, e))?;
+        Ok(container)
+    }
+
+    fn pin_set(
+        &self,
+        caller: &Caller,
+        user: &str,
+        password: Option<&Secret>,
+        pin: &Secret,
+    ) -> Outcome<Response> {
+        let info = self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        // A container that exists (even a corrupt one) is not silently replaced.
+        if self
+            .store
+            .load_container(user)
+            .map_err(|e| store_failure(user, e))?
+            .is_some()
+        {
+            return Err(fail(
+                ErrorCode::AlreadyEnrolled,
+                format!(
+                    "{user} already has a PIN: change it with `aloha pin change`, or start over with `aloha pin reset`."
+                ),
+            ));
+        }
+        let history = self.vet_new_pin(user, pin)?;
+        self.require_password(caller, &info, password, "set a PIN")?;
+        let c = self.enrol(&info, pin, history)?;
+        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
+        Ok(Response::Done {
+            message: format!("PIN set for {user} ({}).", c.backend.name()),
+        })
+    }
+
+    fn pin_reset(
+        &self,
+        caller: &Caller,
+        user: &str,
+        password: Option<&Secret>,
+        pin: &Secret,
+    ) -> Outcome<Response> {
+        let info = self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let history = self.vet_new_pin(user, pin)?;
+        self.require_password(caller, &info, password, "reset your PIN")?;
+        // The old container may be corrupt or locked: a reset replaces it either way.
+        let c = self.enrol(&info, pin, history)?;
+        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
+        Ok(Response::Done {
+            message: format!(
+                "New PIN set for {user} with a new key ({}); the old key is destroyed.",
+                c.backend.name()
+            ),
+        })
+    }
+
+    fn pin_change(
+        &self,
+        caller: &Caller,
+        user: &str,
+        current: &Secret,
+        new_pin: &Secret,
+    ) -> Outcome<Response> {
+        self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let mut container = self.load_container(user)?;
+        let history = self.vet_new_pin(user, new_pin)?;
+        let new_salt = random_salt()?;
+        let old_auth = AuthValue::from_pin(current, &container.pin_salt);
+        let new_auth = AuthValue::from_pin(new_pin, &new_salt);
+        let blob = container.protectors.pin.clone();
+        let new_blob = self.attempt(user, &container, |b| {
+            b.change_auth(&blob, &old_auth, &new_auth)
+        })?;
+        container.protectors.pin = new_blob;
+        container.pin_salt = new_salt;
+        container.pin_set_at = self.clock.now();
+        self.store
+            .save_container(&container)
+            .and_then(|()| self.store.save_history(user, history))
+            .map_err(|e| store_failure(user, e))?;
+        info!(user, caller_uid = caller.uid, "PIN changed");
+        Ok(Response::Done {
+            message: format!("PIN changed for {user}."),
+        })
+    }
+
+    fn sign_in(
+        &self,
+        caller: &Caller,
+        user: &str,
+        service: &str,
+        nonce: &Nonce,
+        pin: &Secret,
+    ) -> Outcome<Response> {
+        let result = self.sign_in_inner(caller, user, nonce, pin);
+        let outcome = match &result {
+            Ok(_) => "success".to_string(),
+            Err(f) => format!("{:?}", f.code),
+        };
+        info!(
+            user,
+            caller_uid = caller.uid,
+            caller_pid = caller.pid,
+            service,
+            result = outcome,
+            "sign-in attempt"
+        );
+        result
+    }
+
+    fn sign_in_inner(
+        &self,
+        caller: &Caller,
+        user: &str,
+        nonce: &Nonce,
+        pin: &Secret,
+    ) -> Outcome<Response> {
+        self.authorize(caller, user)?;
+        if pin.is_empty() {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "An empty PIN is not an attempt.",
+            ));
+        }
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let container = self.load_container(user)?;
+        let now = self.clock.now();
+        if let Some(expired) = self
+            .config
+            .pin
+            .expires_at(container.pin_set_at)
+            .filter(|t| *t <= now)
+        {
+            return Err(fail(
+                ErrorCode::PinExpired,
+                format!(
+                    "{user}'s PIN expired on {}: set a new one with `aloha pin change`; use your password meanwhile.",
+                    timefmt::utc(expired)
+                ),
+            ));
+        }
+        let digest = signin_digest(user, nonce);
+        let auth = AuthValue::from_pin(pin, &container.pin_salt);
+        let blob = &container.protectors.pin;
+        let signature = self.attempt(user, &container, |b| b.sign(blob, &auth, &digest))?;
+        Ok(Response::Signed {
+            signature: signature.to_vec(),
+            backend: container.backend,
+        })
+    }
+
+    fn admin_unlock(&self, caller: &Caller, user: &str) -> Outcome<Response> {
+        self.require_root(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let before = self.store.load_attempts(user).map(|a| a.failures).ok();
+        // Overwrites even a corrupt counter: this is the administrator's way out.
+        self.store
+            .save_attempts(user, &Attempts::default())
+            .map_err(|e| store_failure(user, e))?;
+        info!(
+            user,
+            caller_uid = caller.uid,
+            "unlocked by an administrator"
+        );
+        let cleared = match before {
+            Some(n) => format!("{n} failed attempts cleared"),
+            None => "an unreadable attempt counter replaced".into(),
+        };
+        Ok(Response::Done {
+            message: format!("{user}'s PIN is unlocked ({cleared})."),
+        })
+    }
+
+    fn admin_remove(&self, caller: &Caller, user: &str) -> Outcome<Response> {
+        self.require_root(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        if !self
+            .store
+            .remove_user(user)
+            .map_err(|e| store_failure(user, e))?
+        {
+            return Err(fail(
+                ErrorCode::NotEnrolled,
+                format!("{user} has nothing enrolled in Aloha."),
+            ));
+        }
+        info!(user, caller_uid = caller.uid, "removed by an administrator");
+        Ok(Response::Done {
+            message: format!("Removed {user}'s PIN and key; the password still works."),
+        })
+    }
+
+    fn status(&self, caller: &Caller, user: &str) -> Outcome<UserStatus> {
+        let info = self.authorize(caller, user)?;
+        let now = self.clock.now();
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let mut problems = Vec::new();
+        let container = self.store.load_container(user).unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            None
+        });
+        let attempts = self.store.load_attempts(user).unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            Attempts {
+                failures: self.config.lockout.max_attempts,
+                last_failure: now,
+            }
+        });
+        let tpm = match &self.tpm {
+            Some(m) => match lock(m).dictionary_attack_state() {
+                Ok(da) => da.map(|d: DaState| TpmLockoutStatus {
+                    counter: d.counter,
+                    max_tries: d.max_tries,
+                    recovery_seconds: d.recovery_seconds,
+                    in_lockout: d.in_lockout,
+                }),
+                Err(e) => {
+                    problems.push(format!("TPM: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(UserStatus {
+            user: info.name,
+            uid: info.uid,
+            enrolled: container.is_some(),
+            backend: container.as_ref().map(|c| c.backend),
+            protectors: container
+                .as_ref()
+                .map(Container::protector_names)
+                .unwrap_or_default(),
+            pin_set_at: container.as_ref().map(|c| c.pin_set_at),
+            pin_expires_at: container
+                .as_ref()
+                .and_then(|c| self.config.pin.expires_at(c.pin_set_at)),
+            failed_attempts: attempts.failures,
+            max_attempts: self.config.lockout.max_attempts,
+            gate: self.config.lockout.gate(&attempts, now),
+            tpm,
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
