@@ -109,6 +109,25 @@ impl LockoutPolicy {
     }
 }
 
+/// The sentence shown when the gate refuses an attempt (alohad's replies, and pam_aloha's
+/// check before it asks for a PIN). `None` when the gate is open.
+pub fn refusal_message(user: &str, gate: Gate, failures: u32, now: u64) -> Option<String> {
+    use crate::timefmt::{utc, wait};
+    match gate {
+        Gate::Open { .. } => None,
+        Gate::Delayed { until } => Some(format!(
+            "Too many wrong PINs: try again in {} (at {}), or use your password.",
+            wait(until.saturating_sub(now)),
+            utc(until)
+        )),
+        Gate::Locked => Some(format!(
+            "{user}'s PIN is locked after {failures} wrong tries — use your password. \
+             `aloha pin reset` (with the account password) or an administrator \
+             (`aloha admin unlock`) lifts the lock."
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +219,32 @@ mod tests {
             ..Default::default()
         };
         assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn refusals_say_why_and_when() {
+        assert_eq!(
+            refusal_message(
+                "al",
+                Gate::Open {
+                    left_before_delay: 1,
+                    left_before_lock: 2
+                },
+                0,
+                T0
+            ),
+            None
+        );
+        let m = refusal_message("al", Gate::Delayed { until: T0 + 240 }, 5, T0).unwrap();
+        assert!(
+            m.contains("try again in 4 minutes") && m.contains("use your password"),
+            "{m}"
+        );
+        let m = refusal_message("al", Gate::Locked, 10, T0).unwrap();
+        assert!(
+            m.contains("locked after 10 wrong tries — use your password"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -1,1 +1,301 @@
-fn main() {}
+//! `aloha`: set, change and reset your PIN, check a sign-in, see your status; administrators
+//! unlock and remove users. Everything goes through alohad; this program reads no state itself
+//! (only the public key registry, to verify a signature).
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aloha::challenge::{self, Nonce};
+use aloha::client::{Client, ClientError};
+use aloha::config::Config;
+use aloha::protocol::{Request, Response};
+use aloha::registry;
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+
+use cli::prompt::Source;
+
+/// Replies can wait on other users' attempts and on Argon2id or a slow TPM.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+#[command(
+    name = "aloha",
+    version,
+    about = "Sign in with a PIN instead of your password (Aloha)"
+)]
+struct Cli {
+    /// Configuration file (default /etc/aloha/aloha.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// alohad's socket (default: from the configuration).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set, change or reset your PIN.
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// Sign in with your PIN without PAM: exit status 0 only for a verified signature.
+    Verify(Target),
+    /// Your enrolment, backend, failed attempts and lockout state.
+    Status {
+        #[command(flatten)]
+        target: UserArg,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Administrator commands (root only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Create your key and PIN (non-root users give their account password first).
+    Set(Target),
+    /// Replace your PIN (the current PIN, then the new one).
+    Change(Target),
+    /// Forgotten or locked PIN: account password, then a new PIN; makes a new key.
+    Reset(Target),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Clear a user's failed attempts and lock.
+    Unlock {
+        #[arg(long, value_name = "NAME")]
+        user: String,
+    },
+    /// Delete a user's PIN, key and counters (the password keeps working).
+    Remove {
+        #[arg(long, value_name = "NAME")]
+        user: String,
+    },
+}
+
+#[derive(Args)]
+struct UserArg {
+    /// Act for this user (root only; default: yourself).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+#[derive(Args)]
+struct Target {
+    #[command(flatten)]
+    user: UserArg,
+    /// Read the password and PINs from standard input, one per line, each once.
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+/// Failures and their exit statuses: 1 refused, 3 alohad unreachable or misbehaving.
+enum Failure {
+    Refused(anyhow::Error),
+    Unreachable(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+struct Ctx {
+    config: Config,
+    socket: PathBuf,
+    is_root: bool,
+}
+
+impl Ctx {
+    fn connect(&self) -> Result<Client, Failure> {
+        Client::connect(&self.socket, REPLY_TIMEOUT, "aloha-cli").map_err(client_failure)
+    }
+
+    fn call(&self, request: Request) -> Result<Response, Failure> {
+        self.connect()?.call(&request).map_err(client_failure)
+    }
+
+    fn user(&self, arg: &UserArg) -> Result<String, Failure> {
+        if let Some(u) = &arg.user {
+            return Ok(u.clone());
+        }
+        let uid = nix::unistd::getuid();
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .ok_or_else(|| {
+                Failure::Refused(anyhow!("cannot find the name of uid {uid}; pass --user"))
+            })
+    }
+}
+
+fn client_failure(e: ClientError) -> Failure {
+    match e {
+        ClientError::Refused(f) => Failure::Refused(anyhow!(f.message)),
+        other => Failure::Unreachable(anyhow!(other)),
+    }
+}
+
+/// Print to stdout; a closed pipe (`aloha status | head`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn done(response: Response) -> Result<(), Failure> {
+    match response {
+        Response::Done { message } => {
+            say(&format!("{message}\n"));
+            Ok(())
+        }
+        other => Err(Failure::Unreachable(anyhow!(
+            "alohad sent an unexpected reply: {other:?}"
+        ))),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Failure::Refused(e.into()))?;
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| config.daemon.socket.clone());
+    let ctx = Ctx {
+        config,
+        socket,
+        is_root: nix::unistd::getuid().is_root(),
+    };
+    match cli.command {
+        Command::Pin(PinCommand::Set(t)) => {
+            let user = ctx.user(&t.user)?;
+            let mut input = Source::new(t.pin_stdin);
+            let password = password_if_needed(&ctx, &mut input, &user)?;
+            let pin = input.new_secret("New PIN:", "Repeat the PIN:")?;
+            done(ctx.call(Request::PinSet {
+                user,
+                password,
+                pin,
+            })?)
+        }
+        Command::Pin(PinCommand::Change(t)) => {
+            let user = ctx.user(&t.user)?;
+            let mut input = Source::new(t.pin_stdin);
+            let current_pin = input.existing("Current PIN:")?;
+            let new_pin = input.new_secret("New PIN:", "Repeat the new PIN:")?;
+            done(ctx.call(Request::PinChange {
+                user,
+                current_pin,
+                new_pin,
+            })?)
+        }
+        Command::Pin(PinCommand::Reset(t)) => {
+            let user = ctx.user(&t.user)?;
+            let mut input = Source::new(t.pin_stdin);
+            let password = password_if_needed(&ctx, &mut input, &user)?;
+            let new_pin = input.new_secret("New PIN:", "Repeat the new PIN:")?;
+            done(ctx.call(Request::PinReset {
+                user,
+                password,
+                new_pin,
+            })?)
+        }
+        Command::Verify(t) => verify(&ctx, &t),
+        Command::Status { target, json } => {
+            let user = ctx.user(&target)?;
+            let Response::Status(status) = ctx.call(Request::Status { user })? else {
+                return Err(Failure::Unreachable(anyhow!(
+                    "alohad sent an unexpected reply to status"
+                )));
+            };
+            if json {
+                let json = serde_json::to_string_pretty(&status)
+                    .map_err(|e| Failure::Refused(e.into()))?;
+                say(&format!("{json}\n"));
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                say(&cli::status::render(&status, now));
+            }
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Unlock { user }) => {
+            done(ctx.call(Request::AdminUnlock { user })?)
+        }
+        Command::Admin(AdminCommand::Remove { user }) => {
+            done(ctx.call(Request::AdminRemove { user })?)
+        }
+    }
+}
+
+fn password_if_needed(ctx: &Ctx, input: &mut Source, user: &str) -> Result<Option<aloha::Secret>> {
+    if ctx.is_root {
+        return Ok(None);
+    }
+    Ok(Some(
+        input.existing(&format!("Account password for {user}:"))?,
+    ))
+}
+
+/// The whole sign-in without PAM: our nonce, alohad's signature, our check against the
+/// registered public key.
+fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
+    let user = ctx.user(&t.user)?;
+    let uid = nix::unistd::User::from_name(&user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .ok_or_else(|| anyhow!("there is no user named {user}"))?;
+    let registered = registry::load(&ctx.config.daemon.state_dir, &user, Some(uid))
+        .map_err(|e| Failure::Refused(e.into()))?;
+    let pin = Source::new(t.pin_stdin).existing("PIN:")?;
+    if pin.is_empty() {
+        return Err(Failure::Refused(anyhow!("no PIN given; nothing was tried")));
+    }
+    let nonce = Nonce::random().map_err(|e| Failure::Refused(e.into()))?;
+    let response = ctx.call(Request::SignIn {
+        user: user.clone(),
+        service: "aloha-verify".into(),
+        nonce,
+        pin,
+    })?;
+    let Response::Signed { signature, backend } = response else {
+        return Err(Failure::Unreachable(anyhow!(
+            "alohad sent an unexpected reply to sign-in"
+        )));
+    };
+    challenge::verify(&registered.public_key, &user, &nonce, &signature)
+        .with_context(|| format!("alohad's answer for {user} is not a valid proof"))?;
+    say(&format!(
+        "Verified: {user} signed a fresh challenge with the key in the {}.\n",
+        backend.name()
+    ));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(e)) => {
+            eprintln!("aloha: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Unreachable(e)) => {
+            eprintln!("aloha: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}

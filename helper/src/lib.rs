@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod pam_client;
 pub mod password;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod users;

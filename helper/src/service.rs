@@ -381,40 +381,25 @@ impl Service {
     // ---------------------------------------------------------------- lockout
 
     fn refusal(&self, user: &str, gate: Gate, attempts: &Attempts, now: u64) -> Outcome<()> {
-        match gate {
-            Gate::Open { .. } => Ok(()),
-            Gate::Delayed { until } => {
-                let mut f = fail(
-                    ErrorCode::Delayed,
-                    format!(
-                        "Too many wrong PINs: try again in {} (at {}), or use your password.",
-                        timefmt::wait(until - now),
-                        timefmt::utc(until)
-                    ),
-                );
-                f.retry_at = Some(until);
-                f.left_before_lock = Some(
-                    self.config
-                        .lockout
-                        .max_attempts
-                        .saturating_sub(attempts.failures),
-                );
-                Err(f)
-            }
-            Gate::Locked => {
-                let mut f = fail(
-                    ErrorCode::Locked,
-                    format!(
-                        "{user}'s PIN is locked after {} wrong tries — use your password. \
-                         `aloha pin reset` (with the account password) or an administrator \
-                         (`aloha admin unlock`) lifts the lock.",
-                        attempts.failures
-                    ),
-                );
-                f.left_before_lock = Some(0);
-                Err(f)
-            }
-        }
+        let Some(message) = aloha::lockout::refusal_message(user, gate, attempts.failures, now)
+        else {
+            return Ok(());
+        };
+        let (code, retry_at) = match gate {
+            Gate::Delayed { until } => (ErrorCode::Delayed, Some(until)),
+            _ => (ErrorCode::Locked, None),
+        };
+        Err(Failure {
+            code,
+            message,
+            retry_at,
+            left_before_lock: Some(
+                self.config
+                    .lockout
+                    .max_attempts
+                    .saturating_sub(attempts.failures),
+            ),
+        })
     }
 
     fn wrong_pin(&self, user: &str, counted: &Attempts, now: u64) -> Failure {
@@ -448,6 +433,10 @@ impl Service {
                         "tries"
                     }
                 ),
+                None,
+            ),
+            Gate::Open { .. } if policy.delay_after(counted.failures + 1) > 0 && left > 1 => (
+                format!("Wrong PIN. Another wrong PIN starts a waiting time; {left} more lock it."),
                 None,
             ),
             Gate::Open { .. } => (

@@ -1,0 +1,228 @@
+//! The Unix socket: one thread per client (bounded), peer credentials on every connection, the
+//! protocol version first, a deadline on every frame, so one slow client never stalls another.
+
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aloha::frame::{self, FrameError, MAX_FRAME_LEN};
+use aloha::protocol::{self, ErrorCode, Failure, PROTOCOL_VERSION, Request, Response};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{getsockopt, sockopt};
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+
+use crate::service::{Caller, Service};
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("another alohad is already listening on {0}")]
+    InUse(String),
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket { path: String },
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: String, source: io::Error },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub io_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Bind the socket (mode 0666: authorization is per request), replacing a stale one.
+pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+    let shown = path.display().to_string();
+    let bind_err = |source| ServerError::Bind {
+        path: shown.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(bind_err)?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(shown));
+            }
+            fs::remove_file(path).map_err(bind_err)?;
+        }
+        Ok(_) => return Err(ServerError::NotASocket { path: shown }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+fn send(stream: &mut UnixStream, response: &Response, deadline: Instant) -> Result<(), FrameError> {
+    let bytes =
+        protocol::encode(response).map_err(|e| FrameError::Io(io::Error::other(e.to_string())))?;
+    frame::write_frame(stream, &bytes, deadline)
+}
+
+fn refuse(stream: &mut UnixStream, code: ErrorCode, message: String, limits: &Limits) {
+    let _ = send(
+        stream,
+        &Response::Error(Failure::new(code, message)),
+        Instant::now() + limits.io_timeout,
+    );
+}
+
+/// Serve one client until it hangs up, misbehaves or times out.
+fn serve_client(mut stream: UnixStream, service: &Service, limits: &Limits) {
+    let caller = match getsockopt(&stream.as_fd(), sockopt::PeerCredentials) {
+        Ok(c) => Caller {
+            uid: c.uid(),
+            pid: c.pid(),
+        },
+        Err(e) => {
+            warn!(error = %e, "no peer credentials; dropping the connection");
+            return;
+        }
+    };
+    let mut greeted = false;
+    loop {
+        let deadline = Instant::now() + limits.io_timeout;
+        let bytes = match frame::read_frame(&mut stream, deadline, MAX_FRAME_LEN) {
+            Ok(b) => b,
+            Err(FrameError::Closed) => return,
+            Err(e @ (FrameError::TooLarge { .. } | FrameError::Empty)) => {
+                warn!(caller_uid = caller.uid, caller_pid = caller.pid, error = %e, "bad frame");
+                refuse(&mut stream, ErrorCode::BadRequest, e.to_string(), limits);
+                return;
+            }
+            Err(e) => {
+                debug!(caller_uid = caller.uid, error = %e, "connection ended");
+                return;
+            }
+        };
+        let request = match protocol::decode::<Request>(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(
+                    caller_uid = caller.uid,
+                    caller_pid = caller.pid,
+                    "malformed request"
+                );
+                refuse(&mut stream, ErrorCode::BadRequest, e.to_string(), limits);
+                return;
+            }
+        };
+        drop(bytes);
+        let response = match (greeted, request) {
+            (false, Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
+                greeted = true;
+                Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    daemon: format!("alohad {}", env!("CARGO_PKG_VERSION")),
+                }
+            }
+            (false, Request::Hello { version, .. }) => {
+                refuse(
+                    &mut stream,
+                    ErrorCode::VersionMismatch,
+                    format!(
+                        "alohad speaks protocol version {PROTOCOL_VERSION}, the client {version}: update Aloha so both match"
+                    ),
+                    limits,
+                );
+                return;
+            }
+            (false, _) => {
+                refuse(
+                    &mut stream,
+                    ErrorCode::BadRequest,
+                    "the first message must be hello".into(),
+                    limits,
+                );
+                return;
+            }
+            (true, request) => service.handle(&caller, request),
+        };
+        if let Err(e) = send(&mut stream, &response, Instant::now() + limits.io_timeout) {
+            debug!(caller_uid = caller.uid, error = %e, "could not send the reply");
+            return;
+        }
+    }
+}
+
+/// Accept clients until `shutdown` is set. Each client gets its own thread, up to
+/// `max_connections`; beyond that, clients are told to retry.
+pub fn serve(
+    listener: UnixListener,
+    service: Arc<Service>,
+    limits: Limits,
+    shutdown: &AtomicBool,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let active = Arc::new(AtomicUsize::new(0));
+    while !shutdown.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(250u16)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                error!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let mut stream = stream;
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+            active.fetch_sub(1, Ordering::SeqCst);
+            warn!("too many clients; asking one to retry");
+            refuse(
+                &mut stream,
+                ErrorCode::Busy,
+                "alohad is busy; try again in a moment".into(),
+                &limits,
+            );
+            continue;
+        }
+        let service = service.clone();
+        let active_for_thread = active.clone();
+        let spawned = std::thread::Builder::new()
+            .name("alohad-client".into())
+            .spawn(move || {
+                serve_client(stream, &service, &limits);
+                active_for_thread.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            active.fetch_sub(1, Ordering::SeqCst);
+            error!(error = %e, "cannot start a client thread");
+        }
+    }
+    info!("shutting down");
+    Ok(())
+}

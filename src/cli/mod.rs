@@ -1,0 +1,4 @@
+//! The CLI's pieces that are not argument parsing.
+
+pub mod prompt;
+pub mod status;

@@ -1,0 +1,63 @@
+//! Finding (and if needed building) the binaries under test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `target/<profile>` of the running test executable (`target/<profile>/deps/<test>`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Build alohad, aloha and pam_aloha.so with the tests' own profile, once per test process,
+/// so `cargo test` alone always exercises the current code.
+pub fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("ALOHA_TESTS_NO_BUILD").is_some() {
+            return;
+        }
+        let profile_dir = profile_dir();
+        let target = profile_dir.parent().expect("target dir");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "aloha",
+                "-p",
+                "aloha-helper",
+                "-p",
+                "pam_aloha",
+            ])
+            .env("CARGO_TARGET_DIR", target);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the binaries under test failed");
+    });
+}
+
+/// Path of a binary (or the PAM module) under test.
+pub fn artifact(name: &str) -> PathBuf {
+    ensure_built();
+    let path = profile_dir().join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
