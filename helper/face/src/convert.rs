@@ -40,7 +40,10 @@ fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
                 shape: Some(pb::TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() })
+                        .map(|&d| Dimension {
+                            value: Some(Value::DimValue(d)),
+                            ..Default::default()
+                        })
                         .collect(),
                 }),
             })),
@@ -111,7 +114,12 @@ struct Flow {
     w: usize,
 }
 
-fn conv_affine(g: &mut Graph, x: &Flow, conv: &crate::dlib::Conv, aff: &crate::dlib::Affine) -> Flow {
+fn conv_affine(
+    g: &mut Graph,
+    x: &Flow,
+    conv: &crate::dlib::Conv,
+    aff: &crate::dlib::Affine,
+) -> Flow {
     // Fold the affine (inference-time batch norm) into the convolution.
     let per = conv.inp * conv.k * conv.k;
     let mut w = conv.w.clone();
@@ -120,7 +128,9 @@ fn conv_affine(g: &mut Graph, x: &Flow, conv: &crate::dlib::Conv, aff: &crate::d
             *v *= aff.gamma[o];
         }
     }
-    let b: Vec<f32> = (0..conv.out).map(|o| conv.b[o] * aff.gamma[o] + aff.beta[o]).collect();
+    let b: Vec<f32> = (0..conv.out)
+        .map(|o| conv.b[o] * aff.gamma[o] + aff.beta[o])
+        .collect();
     let k = conv.k as i64;
     let wn = g.float("w", &[conv.out as i64, conv.inp as i64, k, k], w);
     let bn = g.float("b", &[conv.out as i64], b);
@@ -129,14 +139,26 @@ fn conv_affine(g: &mut Graph, x: &Flow, conv: &crate::dlib::Conv, aff: &crate::d
     let name = g.node(
         "Conv",
         &[&x.name, &wn, &bn],
-        vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[s, s]), attr_ints("pads", &[p, p, p, p])],
+        vec![
+            attr_ints("kernel_shape", &[k, k]),
+            attr_ints("strides", &[s, s]),
+            attr_ints("pads", &[p, p, p, p]),
+        ],
     );
     let out = |n: usize| (n + 2 * conv.pad - conv.k) / conv.stride + 1;
-    Flow { name, c: conv.out, h: out(x.h), w: out(x.w) }
+    Flow {
+        name,
+        c: conv.out,
+        h: out(x.h),
+        w: out(x.w),
+    }
 }
 
 fn relu(g: &mut Graph, x: &Flow) -> Flow {
-    Flow { name: g.node("Relu", &[&x.name], vec![]), ..x.clone() }
+    Flow {
+        name: g.node("Relu", &[&x.name], vec![]),
+        ..x.clone()
+    }
 }
 
 /// Zero-pads `x` at the end of the channel, row and column axes to `(c, h, w)`, like dlib's
@@ -145,7 +167,19 @@ fn pad_to(g: &mut Graph, x: &Flow, c: usize, h: usize, w: usize) -> Flow {
     if (x.c, x.h, x.w) == (c, h, w) {
         return x.clone();
     }
-    let pads = g.ints("pads", &[0, 0, 0, 0, 0, (c - x.c) as i64, (h - x.h) as i64, (w - x.w) as i64]);
+    let pads = g.ints(
+        "pads",
+        &[
+            0,
+            0,
+            0,
+            0,
+            0,
+            (c - x.c) as i64,
+            (h - x.h) as i64,
+            (w - x.w) as i64,
+        ],
+    );
     let name = g.node("Pad", &[&x.name, &pads], vec![]);
     Flow { name, c, h, w }
 }
@@ -154,7 +188,12 @@ fn add(g: &mut Graph, a: &Flow, b: &Flow) -> Flow {
     let (c, h, w) = (a.c.max(b.c), a.h.max(b.h), a.w.max(b.w));
     let a = pad_to(g, a, c, h, w);
     let b = pad_to(g, b, c, h, w);
-    Flow { name: g.node("Add", &[&a.name, &b.name], vec![]), c, h, w }
+    Flow {
+        name: g.node("Add", &[&a.name, &b.name], vec![]),
+        c,
+        h,
+        w,
+    }
 }
 
 /// Builds the ONNX graph of dlib's face ResNet: input `chip` `[1,3,150,150]` RGB 0..255,
@@ -162,11 +201,19 @@ fn add(g: &mut Graph, a: &Flow, b: &Flow) -> Flow {
 pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
     let mut g = Graph::default();
     let s = m.input_size;
-    let input = Flow { name: "chip".into(), c: 3, h: s, w: s };
+    let input = Flow {
+        name: "chip".into(),
+        c: 3,
+        h: s,
+        w: s,
+    };
     let mean = g.float("mean", &[1, 3, 1, 1], m.mean_rgb.to_vec());
     let scale = g.float("scale", &[1], vec![1.0 / 256.0]);
     let centred = g.node("Sub", &[&input.name, &mean], vec![]);
-    let x = Flow { name: g.node("Mul", &[&centred, &scale], vec![]), ..input };
+    let x = Flow {
+        name: g.node("Mul", &[&centred, &scale], vec![]),
+        ..input
+    };
 
     let (c0, a0) = &m.convs[0];
     let x = conv_affine(&mut g, &x, c0, a0);
@@ -174,9 +221,18 @@ pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
     let pooled = g.node(
         "MaxPool",
         &[&x.name],
-        vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("strides", &[2, 2]), attr_ints("pads", &[0, 0, 0, 0])],
+        vec![
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("strides", &[2, 2]),
+            attr_ints("pads", &[0, 0, 0, 0]),
+        ],
     );
-    let mut x = Flow { name: pooled, c: x.c, h: (x.h - 3) / 2 + 1, w: (x.w - 3) / 2 + 1 };
+    let mut x = Flow {
+        name: pooled,
+        c: x.c,
+        h: (x.h - 3) / 2 + 1,
+        w: (x.w - 3) / 2 + 1,
+    };
 
     for pair in m.convs[1..].chunks_exact(2) {
         let (ca, aa) = &pair[0];
@@ -194,7 +250,12 @@ pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
                     attr_ints("pads", &[0, 0, 0, 0]),
                 ],
             );
-            Flow { name, c: x.c, h: (x.h - 2) / 2 + 1, w: (x.w - 2) / 2 + 1 }
+            Flow {
+                name,
+                c: x.c,
+                h: (x.h - 2) / 2 + 1,
+                w: (x.w - 2) / 2 + 1,
+            }
         } else {
             x.clone()
         };
@@ -221,7 +282,10 @@ pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
     };
     let model = pb::ModelProto {
         ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "aloha-models".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),

@@ -44,7 +44,10 @@ impl<'a> Reader<'a> {
     }
 
     fn err<T>(&self, what: impl Into<String>) -> R<T> {
-        Err(DatError { offset: self.pos, what: what.into() })
+        Err(DatError {
+            offset: self.pos,
+            what: what.into(),
+        })
     }
 
     fn bytes(&mut self, n: usize) -> R<&'a [u8]> {
@@ -108,7 +111,9 @@ impl<'a> Reader<'a> {
         let nr = self.int()?.unsigned_abs();
         let nc = self.int()?.unsigned_abs();
         let n = nr.checked_mul(nc).filter(|&n| n <= 1 << 20);
-        let Some(n) = n else { return self.err("matrix too large") };
+        let Some(n) = n else {
+            return self.err("matrix too large");
+        };
         (0..n).map(|_| self.float().map(|v| v as f32)).collect()
     }
 
@@ -122,8 +127,13 @@ impl<'a> Reader<'a> {
         for d in &mut dims {
             *d = self.uint(1 << 24)?;
         }
-        let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| c <= 1 << 26);
-        let Some(count) = count else { return self.err("tensor too large") };
+        let count = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&c| c <= 1 << 26);
+        let Some(count) = count else {
+            return self.err("tensor too large");
+        };
         let raw = self.bytes(count * 4)?;
         let data = raw
             .chunks_exact(4)
@@ -270,7 +280,12 @@ impl ShapePredictorModel {
                 }
             }
         }
-        Ok(Self { initial_shape, forests, anchor_idx, deltas })
+        Ok(Self {
+            initial_shape,
+            forests,
+            anchor_idx,
+            deltas,
+        })
     }
 
     /// Number of landmarks.
@@ -410,7 +425,13 @@ impl ResnetModel {
                         return r.err("affine parameters do not match the convolution");
                     }
                     let (g, b) = params.split_at(conv.out);
-                    convs.push((conv, Affine { gamma: g.to_vec(), beta: b.to_vec() }));
+                    convs.push((
+                        conv,
+                        Affine {
+                            gamma: g.to_vec(),
+                            beta: b.to_vec(),
+                        },
+                    ));
                 }
                 "fc_2" | "fc_no_bias_" => {
                     let outs = r.uint(1 << 16)?;
@@ -427,8 +448,19 @@ impl ResnetModel {
         let Some((fc, fc_in, fc_out)) = fc else {
             return r.err("no fully connected layer found");
         };
-        let m = Self { mean_rgb, input_size, convs, fc, fc_in, fc_out, tags };
-        m.check().map_err(|what| DatError { offset: r.pos(), what })?;
+        let m = Self {
+            mean_rgb,
+            input_size,
+            convs,
+            fc,
+            fc_in,
+            fc_out,
+            tags,
+        };
+        m.check().map_err(|what| DatError {
+            offset: r.pos(),
+            what,
+        })?;
         Ok(m)
     }
 
@@ -445,7 +477,10 @@ impl ResnetModel {
         }
         let last_out = self.convs[28].0.out;
         if self.fc_in != last_out || self.fc_out != 128 {
-            return Err(format!("fc is {}→{} (expected {last_out}→128)", self.fc_in, self.fc_out));
+            return Err(format!(
+                "fc is {}→{} (expected {last_out}→128)",
+                self.fc_in, self.fc_out
+            ));
         }
         Ok(())
     }

@@ -27,7 +27,9 @@ pub const MAX_SIDE: usize = 16384;
 
 fn check_size(width: usize, height: usize, len: usize) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(FaceError::InvalidFrame(format!("{width}x{height} frame has no pixels")));
+        return Err(FaceError::InvalidFrame(format!(
+            "{width}x{height} frame has no pixels"
+        )));
     }
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(FaceError::InvalidFrame(format!(
@@ -48,14 +50,22 @@ impl<'a> Frame<'a> {
     pub fn gray8(width: usize, height: usize, data: impl Into<Cow<'a, [u8]>>) -> Result<Self> {
         let data = data.into();
         check_size(width, height, data.len())?;
-        Ok(Self { width, height, pixels: Pixels::Gray8(data) })
+        Ok(Self {
+            width,
+            height,
+            pixels: Pixels::Gray8(data),
+        })
     }
 
     /// A 16-bit frame over `data` (`width × height` samples).
     pub fn gray16(width: usize, height: usize, data: impl Into<Cow<'a, [u16]>>) -> Result<Self> {
         let data = data.into();
         check_size(width, height, data.len())?;
-        Ok(Self { width, height, pixels: Pixels::Gray16(data) })
+        Ok(Self {
+            width,
+            height,
+            pixels: Pixels::Gray16(data),
+        })
     }
 
     /// Width in pixels.
@@ -79,7 +89,11 @@ impl<'a> Frame<'a> {
             Pixels::Gray8(d) => Pixels::Gray8(Cow::Owned(d.into_owned())),
             Pixels::Gray16(d) => Pixels::Gray16(Cow::Owned(d.into_owned())),
         };
-        Frame { width: self.width, height: self.height, pixels }
+        Frame {
+            width: self.width,
+            height: self.height,
+            pixels,
+        }
     }
 
     /// The frame as 8-bit gray. 16-bit frames are shifted down by their effective bit depth
@@ -100,8 +114,14 @@ impl<'a> Frame<'a> {
     /// Loads an image file (PNG, JPEG, PGM/PPM, BMP; 8- or 16-bit; colour is converted to
     /// luma).
     pub fn load(path: &Path) -> Result<Frame<'static>> {
-        let bytes = std::fs::read(path).map_err(|source| FaceError::Io { path: path.into(), source })?;
-        Self::decode(&bytes).map_err(|why| FaceError::Image { path: path.into(), why })
+        let bytes = std::fs::read(path).map_err(|source| FaceError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::decode(&bytes).map_err(|why| FaceError::Image {
+            path: path.into(),
+            why,
+        })
     }
 
     /// Decodes an image file's bytes (see [`Frame::load`]).
@@ -122,7 +142,9 @@ impl<'a> Frame<'a> {
             image::DynamicImage::ImageLuma16(g) => Frame::gray16(w, h, g.into_raw()),
             image::DynamicImage::ImageLumaA16(_)
             | image::DynamicImage::ImageRgb16(_)
-            | image::DynamicImage::ImageRgba16(_) => Frame::gray16(w, h, img.into_luma16().into_raw()),
+            | image::DynamicImage::ImageRgba16(_) => {
+                Frame::gray16(w, h, img.into_luma16().into_raw())
+            }
             other => Frame::gray8(w, h, other.into_luma8().into_raw()),
         };
         frame.map_err(|e| e.to_string())
@@ -162,13 +184,23 @@ impl RecordedFrames {
         if files.is_empty() {
             return Err(FaceError::Source("no recorded frames given".into()));
         }
-        Ok(Self { files, next: 0, looped })
+        Ok(Self {
+            files,
+            next: 0,
+            looped,
+        })
     }
 
     /// Plays every image file of a directory in name order.
     pub fn from_dir(dir: &Path, looped: bool) -> Result<Self> {
-        let rd = std::fs::read_dir(dir).map_err(|source| FaceError::Io { path: dir.into(), source })?;
-        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
+        let rd = std::fs::read_dir(dir).map_err(|source| FaceError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image(p))
+            .collect();
         files.sort();
         if files.is_empty() {
             return Err(FaceError::Source(format!(
@@ -184,7 +216,9 @@ impl RecordedFrames {
 impl FrameSource for RecordedFrames {
     fn next_frame(&mut self, deadline: Instant) -> Result<Frame<'static>> {
         if Instant::now() > deadline {
-            return Err(FaceError::Source("deadline passed before a frame arrived".into()));
+            return Err(FaceError::Source(
+                "deadline passed before a frame arrived".into(),
+            ));
         }
         if self.next >= self.files.len() {
             if !self.looped {

@@ -53,9 +53,16 @@ pub fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> ([[f64; 2]; 2], [f64; 2
         cross += px * qy - py * qx;
         norm += px * px + py * py;
     }
-    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
+    let (a, b) = if norm > 0.0 {
+        (dot / norm, cross / norm)
+    } else {
+        (1.0, 0.0)
+    };
     let m = [[a, -b], [b, a]];
-    let t = [mt[0] - (a * mf[0] - b * mf[1]), mt[1] - (b * mf[0] + a * mf[1])];
+    let t = [
+        mt[0] - (a * mf[0] - b * mf[1]),
+        mt[1] - (b * mf[0] + a * mf[1]),
+    ];
     (m, t)
 }
 
@@ -82,22 +89,41 @@ impl ShapePredictor {
         self.model.parts()
     }
 
+    /// The model's mean shape in the unit square of its rectangle.
+    pub fn mean_shape(&self) -> Vec<[f64; 2]> {
+        let s = &self.model.initial_shape;
+        (0..self.parts())
+            .map(|i| [f64::from(s[2 * i]), f64::from(s[2 * i + 1])])
+            .collect()
+    }
+
     /// Runs the cascade on `img` inside `rect`. Returns sub-pixel points (dlib rounds them
     /// to integers; the pipeline keeps the fraction).
     pub fn predict(&self, img: &Gray<'_>, rect: Rect) -> Vec<[f64; 2]> {
         let m = &self.model;
         let n = m.parts();
         let mut shape: Vec<f32> = m.initial_shape.clone();
-        let mean: Vec<[f64; 2]> =
-            (0..n).map(|i| [f64::from(m.initial_shape[2 * i]), f64::from(m.initial_shape[2 * i + 1])]).collect();
+        let mean: Vec<[f64; 2]> = (0..n)
+            .map(|i| {
+                [
+                    f64::from(m.initial_shape[2 * i]),
+                    f64::from(m.initial_shape[2 * i + 1]),
+                ]
+            })
+            .collect();
         let (w, h) = (rect.width(), rect.height());
         let to_img = |x: f64, y: f64| [rect.left + x * w, rect.top + y * h];
         let mut feats: Vec<f32> = Vec::new();
         for level in 0..m.forests.len() {
             // Similarity from the mean shape to the current shape (dlib casts it to float).
-            let cur: Vec<[f64; 2]> = (0..n).map(|i| [f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])]).collect();
+            let cur: Vec<[f64; 2]> = (0..n)
+                .map(|i| [f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])])
+                .collect();
             let (tm, _) = similarity(&mean, &cur);
-            let tf = [[tm[0][0] as f32, tm[0][1] as f32], [tm[1][0] as f32, tm[1][1] as f32]];
+            let tf = [
+                [tm[0][0] as f32, tm[0][1] as f32],
+                [tm[1][0] as f32, tm[1][1] as f32],
+            ];
             let anchors = &m.anchor_idx[level];
             let deltas = &m.deltas[level];
             feats.clear();
@@ -122,7 +148,80 @@ impl ShapePredictor {
                 }
             }
         }
-        (0..n).map(|i| to_img(f64::from(shape[2 * i]), f64::from(shape[2 * i + 1]))).collect()
+        (0..n)
+            .map(|i| to_img(f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])))
+            .collect()
+    }
+}
+
+/// How a dlib HOG rectangle relates to the least-squares fit of the model's mean shape to the
+/// landmarks found in it (scale `s`, offset `t`): side = `side`·s, left = t.x + `dl`·s,
+/// top = t.y + `dt`·s. Averaged over the five reference frames (dlib's own rectangles and
+/// points); the per-frame spread is ±10 % in side, which is why the pipeline averages
+/// several rectangles.
+pub const HOG_FROM_SHAPE: [f64; 3] = [1.017, 0.002, 0.022];
+
+/// Relative offsets (fractions of the side) of the rectangles whose landmarks are averaged.
+pub const JITTER: [[f64; 3]; 5] = [
+    [0.0, 0.0, 1.0],
+    [0.03, 0.0, 1.0],
+    [-0.03, 0.0, 1.0],
+    [0.0, 0.03, 1.0],
+    [0.0, -0.03, 1.0],
+];
+
+impl ShapePredictor {
+    /// The rectangle dlib's HOG detector would most likely give for a face whose landmarks
+    /// are `pts` (see [`HOG_FROM_SHAPE`]).
+    pub fn canonical_rect(&self, pts: &[[f64; 2]]) -> Rect {
+        let m = self.mean_shape();
+        let n = m.len().min(pts.len()).max(1) as f64;
+        let (mx, my) = (
+            m.iter().map(|q| q[0]).sum::<f64>() / n,
+            m.iter().map(|q| q[1]).sum::<f64>() / n,
+        );
+        let (px, py) = (
+            pts.iter().map(|q| q[0]).sum::<f64>() / n,
+            pts.iter().map(|q| q[1]).sum::<f64>() / n,
+        );
+        let (mut num, mut den) = (0.0, 0.0);
+        for (a, b) in m.iter().zip(pts) {
+            num += (a[0] - mx) * (b[0] - px) + (a[1] - my) * (b[1] - py);
+            den += (a[0] - mx).powi(2) + (a[1] - my).powi(2);
+        }
+        let s = if den > 0.0 { num / den } else { 1.0 };
+        let (tx, ty) = (px - s * mx, py - s * my);
+        let [side, dl, dt] = HOG_FROM_SHAPE;
+        let (left, top) = (tx + dl * s, ty + dt * s);
+        Rect {
+            left,
+            top,
+            right: left + side * s,
+            bottom: top + side * s,
+        }
+    }
+
+    /// Landmarks that depend little on the detector's box: a first pass in `rect`, then the
+    /// mean of `jitters` passes around the canonical rectangle of that first answer.
+    pub fn predict_refined(&self, img: &Gray<'_>, rect: Rect, jitters: usize) -> Vec<[f64; 2]> {
+        let first = self.predict(img, rect);
+        let c = self.canonical_rect(&first);
+        let side = c.width();
+        let n = jitters.clamp(1, JITTER.len());
+        let mut acc = vec![[0.0; 2]; self.parts()];
+        for j in &JITTER[..n] {
+            let r = Rect {
+                left: (c.left + j[0] * side).round(),
+                top: (c.top + j[1] * side).round(),
+                right: (c.left + j[0] * side + j[2] * side).round(),
+                bottom: (c.top + j[1] * side + j[2] * side).round(),
+            };
+            for (a, p) in acc.iter_mut().zip(self.predict(img, r)) {
+                a[0] += p[0] / n as f64;
+                a[1] += p[1] / n as f64;
+            }
+        }
+        acc
     }
 }
 
@@ -135,7 +234,10 @@ mod tests {
         let from = [[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 1.0]];
         let (s, th) = (2.5f64, 0.3f64);
         let (a, b) = (s * th.cos(), s * th.sin());
-        let to: Vec<[f64; 2]> = from.iter().map(|p| [a * p[0] - b * p[1] + 7.0, b * p[0] + a * p[1] - 3.0]).collect();
+        let to: Vec<[f64; 2]> = from
+            .iter()
+            .map(|p| [a * p[0] - b * p[1] + 7.0, b * p[0] + a * p[1] - 3.0])
+            .collect();
         let (m, t) = similarity(&from, &to);
         assert!((m[0][0] - a).abs() < 1e-12 && (m[1][0] - b).abs() < 1e-12);
         assert!((t[0] - 7.0).abs() < 1e-12 && (t[1] + 3.0).abs() < 1e-12);

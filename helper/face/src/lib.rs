@@ -34,7 +34,7 @@ pub use decide::{Decider, Decision, RejectReason};
 pub use engine::{Analysis, Engine, Reject, RejectKind};
 pub use error::{FaceError, Result};
 pub use frame::{Frame, FrameSource, RecordedFrames};
-pub use profile::{Descriptor, Profile, ProfileSet, ProfileKey};
+pub use profile::{Descriptor, Profile, ProfileKey, ProfileSet};
 
 /// Length of a face descriptor.
 pub const DESCRIPTOR_LEN: usize = 128;

@@ -20,9 +20,10 @@ pub fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
     match std::fs::read(&path) {
         Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(FaceError::ModelMissing { path, dir: dir.to_path_buf() })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FaceError::ModelMissing {
+            path,
+            dir: dir.to_path_buf(),
+        }),
         Err(source) => Err(FaceError::Io { path, source }),
     }
 }

@@ -1,0 +1,347 @@
+//! The decision: 1:1 verification of a user's frames against that user's profiles, M of the
+//! last K good frames, with a threshold that tightens as users enrol.
+//!
+//! # How the threshold is chosen
+//! The device-wide false-accept rate per sign-in attempt must stay at or below `target_far`
+//! with `N` enrolled users (an impostor may be any of them). An attempt compares each of the
+//! last `K` good frames with each of the user's `P` profiles (its centroid) and accepts when
+//! `M` frames match. Whatever the correlation between frames, the number of matching frames
+//! has expectation `K·p` (p = per-comparison FAR against the best of `P` profiles, at most
+//! `P·f` for per-profile FAR `f`), so by Markov's inequality P(≥ M matches) ≤ `K·P·f / M`.
+//! Hence the per-comparison target
+//!
+//! `f = target_far · M / (N · K · P)`
+//!
+//! and the threshold is the distance at which a fraction `f` of impostor comparisons fall,
+//! from the fitted impostor tail ([`ThresholdModel`]), capped at `max_threshold`.
+
+use crate::config::{FaceConfig, ThresholdModel};
+use crate::engine::{Analysis, Reject, RejectKind};
+use crate::profile::ProfileSet;
+use std::collections::VecDeque;
+
+/// The inverse of the standard normal CDF (Acklam's rational approximation, refined by one
+/// Newton step; |error| < 1e-9 on (0, 1)).
+pub fn probit(p: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    const A: [f64; 6] = [
+        -39.69683028665376,
+        220.9460984245205,
+        -275.9285104469687,
+        138.3577518672690,
+        -30.66479806614716,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -54.47609879822406,
+        161.5858368580409,
+        -155.6989798598866,
+        66.80131188771972,
+        -13.28068155288572,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-03,
+        3.224671290700398e-01,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let pl = 0.02425;
+    let x = if p < pl {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - pl {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        let q = (-2.0 * (1.0 - p).ln()).sqrt();
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    // One Newton step on Φ(x) − p.
+    let e = 0.5 * erfc(-x / std::f64::consts::SQRT_2) - p;
+    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
+    x - u / (1.0 + x * u / 2.0)
+}
+
+/// Complementary error function (W. J. Cody's rational approximations via `erfc` of
+/// Numerical Recipes, |rel. error| < 1.2e-7), enough for one Newton refinement.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// The standard normal CDF.
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Distance threshold at per-comparison false-accept rate `f`.
+pub fn threshold_at(model: &ThresholdModel, f: f64) -> f64 {
+    (model.intercept + model.slope * probit(f)).min(model.max_threshold)
+}
+
+/// Decision settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeciderConfig {
+    /// Device-wide FAR per attempt. Default 1e-5.
+    pub target_far: f64,
+    /// Users enrolled on the device (N ≥ 1).
+    pub enrolled_users: usize,
+    /// M.
+    pub match_frames: usize,
+    /// K.
+    pub window_frames: usize,
+    /// Impostor tail.
+    pub model: ThresholdModel,
+}
+
+impl DeciderConfig {
+    /// From the `[face]` settings and the number of enrolled users.
+    pub fn from_face(c: &FaceConfig, enrolled_users: usize) -> Self {
+        Self {
+            target_far: c.target_far,
+            enrolled_users: enrolled_users.max(1),
+            match_frames: c.match_frames.max(1),
+            window_frames: c.window_frames.max(c.match_frames).max(1),
+            model: c.threshold_model,
+        }
+    }
+
+    /// Per-comparison FAR for a user with `profiles` profiles (see the module docs).
+    pub fn per_comparison_far(&self, profiles: usize) -> f64 {
+        self.target_far * self.match_frames as f64
+            / (self.enrolled_users.max(1) as f64
+                * self.window_frames as f64
+                * profiles.max(1) as f64)
+    }
+
+    /// The distance threshold for a user with `profiles` profiles.
+    pub fn threshold(&self, profiles: usize) -> f64 {
+        threshold_at(&self.model, self.per_comparison_far(profiles))
+    }
+}
+
+/// Why an attempt is not (yet) accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RejectReason {
+    /// The user has no profile.
+    NoProfile,
+    /// The last frame was unusable.
+    BadFrame(RejectKind, String),
+    /// The last frame did not match closely enough.
+    NoMatch,
+    /// Matches so far are fewer than M in the window.
+    NeedMoreFrames {
+        /// Matching frames in the window.
+        matched: usize,
+        /// M.
+        needed: usize,
+    },
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoProfile => f.write_str("no face enrolled for this user"),
+            Self::BadFrame(_, why) => f.write_str(why),
+            Self::NoMatch => f.write_str("face does not match the enrolled profiles"),
+            Self::NeedMoreFrames { matched, needed } => {
+                write!(f, "{matched} of {needed} matching frames so far")
+            }
+        }
+    }
+}
+
+/// Outcome after one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// True when M of the last K good frames matched.
+    pub accepted: bool,
+    /// Distance of this frame to the closest profile (NaN when the frame was unusable).
+    pub score: f64,
+    /// Threshold in force.
+    pub threshold: f64,
+    /// Label of the closest profile.
+    pub profile: Option<String>,
+    /// Why not accepted (None when accepted).
+    pub reason: Option<RejectReason>,
+}
+
+/// M-of-K decision over a stream of frames for one user.
+#[derive(Debug, Clone)]
+pub struct Decider {
+    config: DeciderConfig,
+    window: VecDeque<bool>,
+}
+
+impl Decider {
+    /// A fresh decider (start one per sign-in attempt).
+    pub fn new(config: DeciderConfig) -> Self {
+        Self {
+            config,
+            window: VecDeque::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DeciderConfig {
+        &self.config
+    }
+
+    /// Feeds the engine's result for the next frame.
+    pub fn push(&mut self, frame: &Result<Analysis, Reject>, profiles: &ProfileSet) -> Decision {
+        match frame {
+            Ok(a) => self.push_score(
+                profiles
+                    .best_match(&a.descriptor)
+                    .map(|(d, l)| (f64::from(d), l.to_string())),
+                profiles.profiles.len(),
+            ),
+            Err(r) => Decision {
+                accepted: false,
+                score: f64::NAN,
+                threshold: self.config.threshold(profiles.profiles.len()),
+                profile: None,
+                reason: Some(RejectReason::BadFrame(r.kind, r.reason.clone())),
+            },
+        }
+    }
+
+    /// Feeds a precomputed best distance (and its profile label) of a good frame.
+    pub fn push_score(&mut self, best: Option<(f64, String)>, profiles: usize) -> Decision {
+        let threshold = self.config.threshold(profiles);
+        let Some((score, label)) = best else {
+            return Decision {
+                accepted: false,
+                score: f64::NAN,
+                threshold,
+                profile: None,
+                reason: Some(RejectReason::NoProfile),
+            };
+        };
+        let matched = score <= threshold;
+        self.window.push_back(matched);
+        while self.window.len() > self.config.window_frames {
+            self.window.pop_front();
+        }
+        let count = self.window.iter().filter(|m| **m).count();
+        let accepted = count >= self.config.match_frames;
+        let reason = if accepted {
+            None
+        } else if !matched {
+            Some(RejectReason::NoMatch)
+        } else {
+            Some(RejectReason::NeedMoreFrames {
+                matched: count,
+                needed: self.config.match_frames,
+            })
+        };
+        Decision {
+            accepted,
+            score,
+            threshold,
+            profile: Some(label),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(n: usize, m: usize, k: usize) -> DeciderConfig {
+        DeciderConfig {
+            target_far: 1e-5,
+            enrolled_users: n,
+            match_frames: m,
+            window_frames: k,
+            model: ThresholdModel {
+                intercept: 0.8,
+                slope: 0.08,
+                max_threshold: 0.6,
+            },
+        }
+    }
+
+    #[test]
+    fn probit_inverts_the_cdf() {
+        for p in [1e-9, 1e-5, 0.01, 0.3, 0.5, 0.9, 0.999] {
+            assert!((normal_cdf(probit(p)) - p).abs() / p < 1e-5, "p = {p}");
+        }
+        assert!((probit(0.5)).abs() < 1e-9);
+        assert!((probit(0.975) - 1.959964).abs() < 1e-5);
+    }
+
+    #[test]
+    fn threshold_tightens_with_users_and_profiles() {
+        let one = cfg(1, 2, 3).threshold(1);
+        let ten = cfg(10, 2, 3).threshold(1);
+        let hundred = cfg(100, 2, 3).threshold(1);
+        assert!(one > ten && ten > hundred, "{one} {ten} {hundred}");
+        assert!(cfg(1, 2, 3).threshold(4) < one);
+        // Exactly target·M/(N·K·P).
+        assert!((cfg(10, 2, 4).per_comparison_far(5) - 1e-5 * 2.0 / 200.0).abs() < 1e-18);
+        // The cap applies when the target is lax.
+        let lax = DeciderConfig {
+            target_far: 0.5,
+            ..cfg(1, 1, 1)
+        };
+        assert_eq!(lax.threshold(1), 0.6);
+    }
+
+    #[test]
+    fn m_of_k_window() {
+        let c = cfg(1, 2, 3);
+        let t = c.threshold(1);
+        let mut d = Decider::new(c);
+        let good = || Some((t - 0.01, "default".to_string()));
+        let bad = || Some((t + 0.01, "default".to_string()));
+        let r = d.push_score(good(), 1);
+        assert!(!r.accepted);
+        assert_eq!(
+            r.reason,
+            Some(RejectReason::NeedMoreFrames {
+                matched: 1,
+                needed: 2
+            })
+        );
+        assert_eq!(d.push_score(bad(), 1).reason, Some(RejectReason::NoMatch));
+        assert!(
+            !d.push_score(bad(), 1).accepted,
+            "the first match left the window of 3"
+        );
+        assert!(!d.push_score(good(), 1).accepted);
+        let r = d.push_score(good(), 1);
+        assert!(r.accepted && r.reason.is_none());
+        assert_eq!(r.threshold, t);
+        assert_eq!(d.push_score(None, 0).reason, Some(RejectReason::NoProfile));
+    }
+}
