@@ -1,1 +1,10 @@
-//! Test harness.
+//! The end-to-end harness: real binaries, real sockets, real files, a private swtpm, real libpam.
+//!
+//! Everything lives in temp dirs and is stopped by pid when a test ends (also on panic, via
+//! `Drop`), so the machine is left as it was found.
+
+pub mod build;
+pub mod daemon;
+pub mod fixture;
+pub mod pam;
+pub mod swtpm;
