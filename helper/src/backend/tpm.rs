@@ -1,48 +1,850 @@
-//! The TPM 2.0 backend (tss-esapi). Work in progress: see the module's owner.
+//! The TPM 2.0 backend (tss-esapi 7.7 on tpm2-tss 3.x).
+//!
+//! alohad keeps one ECC P-256 storage primary loaded under the owner hierarchy for the
+//! backend's life. Its template is fixed (the TCG SRK template), so the TPM derives the same key
+//! from the owner seed on every start and blobs made before a restart still load.
+//!
+//! Every user key is an unrestricted, DA-protected P-256 ECDSA-SHA256 signing key under that
+//! primary, stored outside the TPM as its marshalled TPM2B_PUBLIC and TPM2B_PRIVATE. Every
+//! command that authorizes with or carries a PIN-derived authValue runs in an HMAC session
+//! salted to the primary (ECDH), with AES-128-CFB parameter encryption: the authValue never
+//! crosses the bus in clear, and a bus sniffer cannot brute-force the PIN offline from the HMACs.
+//!
+//! swtpm (and a TPM without a resource manager) holds only 3 transient objects: this module
+//! keeps at most the primary, one session and one key loaded, and flushes the session and the
+//! key on every path. If the TPM connection breaks (swtpm restarted, tabrmd restarted) the
+//! connection is dropped and re-opened on the next operation.
 
+use std::fmt;
+use std::str::FromStr;
+
+use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPMA_PERMANENT_INLOCKOUT};
+use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType, Tss2ResponseCode};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::resource_handles::Hierarchy;
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{
+    Auth, CapabilityData, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, Signature, SignatureScheme,
+    SymmetricDefinition, SymmetricDefinitionObject,
+};
+use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
 
+/// What to do when the TCTI string does not parse or the TPM cannot be reached.
+const REACH_HINT: &str = "check `tcti` in the [tpm] section of /etc/aloha/aloha.toml \
+     (device:/dev/tpmrm0, swtpm:host=H,port=P or tabrmd), that the TPM or simulator is running, \
+     and that alohad may open it";
+
 /// A TPM 2.0 key store reached through a tpm2-tss TCTI.
-#[derive(Debug)]
 pub struct TpmBackend {
-    _private: (),
+    tcti: TctiNameConf,
+    /// The TCTI as configured, for messages.
+    tcti_text: String,
+    /// `None` after a broken connection: the next operation re-opens it.
+    conn: Option<Connection>,
+}
+
+impl fmt::Debug for TpmBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TpmBackend")
+            .field("tcti", &self.tcti_text)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+/// An open ESYS context with alohad's storage primary loaded.
+struct Connection {
+    ctx: Context,
+    primary: KeyHandle,
+    /// A flush failed: the TPM may still hold one of our handles. Drop the connection (its
+    /// `Drop` retries the flushes) instead of reusing it.
+    poisoned: bool,
+}
+
+/// What a failing TPM command was doing; it decides whether an error blames the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Primary,
+    Session,
+    Create,
+    Load,
+    Authorize,
+    Flush,
+    Capability,
+}
+
+impl Step {
+    fn doing(self) -> &'static str {
+        match self {
+            Step::Primary => "creating alohad's storage primary key",
+            Step::Session => "starting a salted HMAC session",
+            Step::Create => "creating a key",
+            Step::Load => "loading the key blob",
+            Step::Authorize => "using the key",
+            Step::Flush => "releasing a TPM handle",
+            Step::Capability => "reading the dictionary-attack state",
+        }
+    }
 }
 
 impl TpmBackend {
     /// Open the TPM at `tcti` (e.g. "device:/dev/tpmrm0") and prepare alohad's storage primary.
     pub fn open(tcti: &str) -> Result<TpmBackend, BackendError> {
-        Err(BackendError::Unavailable(format!(
-            "TPM backend not built yet ({tcti})"
-        )))
+        let conf = TctiNameConf::from_str(tcti).map_err(|e| {
+            BackendError::Unavailable(format!(
+                "the TPM address {tcti:?} is not a valid TCTI ({e}): {REACH_HINT}"
+            ))
+        })?;
+        let mut backend = TpmBackend {
+            tcti: conf,
+            tcti_text: tcti.to_owned(),
+            conn: None,
+        };
+        backend.conn = Some(backend.connect()?);
+        Ok(backend)
     }
+
+    /// The TCTI this backend talks to, as configured.
+    pub fn tcti(&self) -> &str {
+        &self.tcti_text
+    }
+
+    fn connect(&self) -> Result<Connection, BackendError> {
+        let mut ctx = Context::new(self.tcti.clone()).map_err(|e| {
+            BackendError::Unavailable(format!(
+                "cannot open the TPM at {}: {}; {REACH_HINT}",
+                self.tcti_text,
+                describe(&e)
+            ))
+        })?;
+        let template =
+            storage_primary_template().map_err(|e| internal("the storage primary template", &e))?;
+        let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+            c.create_primary(Hierarchy::Owner, template, None, None, None, None)
+        });
+        match created {
+            Ok(primary) => Ok(Connection {
+                ctx,
+                primary: primary.key_handle,
+                poisoned: false,
+            }),
+            Err(e) if is_auth_failure(&e) => Err(BackendError::Unavailable(format!(
+                "the TPM at {} refused to create alohad's storage key: the owner hierarchy has an \
+                 authorization value ({}). Aloha needs the owner hierarchy without a password; clear \
+                 it with tpm2_changeauth -c owner, or use the software vault",
+                self.tcti_text,
+                describe(&e)
+            ))),
+            Err(e) => Err(self.tpm_error(Step::Primary, &e)),
+        }
+    }
+
+    /// Run `op` on a live connection, opening one if needed. A connection that failed in a way
+    /// that may leave it unusable (or holding a handle) is dropped, so the next call re-opens it.
+    fn with_connection<T>(
+        &mut self,
+        op: impl FnOnce(&TpmBackend, &mut Connection) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = op(self, &mut conn);
+        if !conn.poisoned && !matches!(result, Err(BackendError::Unavailable(_))) {
+            self.conn = Some(conn);
+        }
+        result
+    }
+
+    /// Run `op` in a fresh HMAC session salted to the primary, flushing the session afterwards.
+    ///
+    /// If the session cannot be started on a connection opened earlier, the TPM has probably
+    /// restarted (its transient primary is gone): nothing secret has been sent yet, so reconnect
+    /// once and try again before giving up.
+    fn in_session<T>(
+        &mut self,
+        op: impl FnOnce(&TpmBackend, &mut Connection, AuthSession) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let was_connected = self.conn.is_some();
+        let session = match self.with_connection(|me, conn| {
+            conn.start_session()
+                .map_err(|e| me.tpm_error(Step::Session, &e))
+        }) {
+            Err(BackendError::Unavailable(_)) if was_connected => {
+                self.with_connection(|me, conn| {
+                    conn.start_session()
+                        .map_err(|e| me.tpm_error(Step::Session, &e))
+                })?
+            }
+            other => other?,
+        };
+        self.with_connection(|me, conn| {
+            let result = op(me, conn, session);
+            let flushed = conn.flush(me, SessionHandle::from(session).into());
+            let value = result?;
+            flushed?;
+            Ok(value)
+        })
+    }
+
+    /// Load `blob` under the primary, run `op` with the key's handle, flush the key on every path.
+    fn with_loaded_key<T>(
+        &self,
+        conn: &mut Connection,
+        session: AuthSession,
+        blob: &TpmBlob,
+        op: impl FnOnce(&mut Connection, KeyHandle) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        set_encryption(&mut conn.ctx, session, false, false)
+            .map_err(|e| self.tpm_error(Step::Session, &e))?;
+        let primary = conn.primary;
+        let (private, public) = (blob.private.clone(), blob.public.clone());
+        let key = conn
+            .ctx
+            .execute_with_session(Some(session), |c| c.load(primary, private, public))
+            .map_err(|e| self.tpm_error(Step::Load, &e))?;
+        let result = op(conn, key);
+        let flushed = conn.flush(self, key.into());
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    /// Map a tss-esapi error to what the daemon can act on, with a message that says what to do.
+    fn tpm_error(&self, step: Step, e: &TssError) -> BackendError {
+        let what = describe(e);
+        match classify(step, e) {
+            Class::AuthFailed => BackendError::AuthFailed,
+            Class::Lockout => BackendError::Lockout,
+            Class::Blob => BackendError::BadBlob(format!(
+                "the TPM rejected it while {} ({what}): it is damaged, or was made by another TPM or \
+                 before this TPM was cleared. Reset the PIN with the account password to create a new key",
+                step.doing()
+            )),
+            Class::Down => BackendError::Unavailable(format!(
+                "the TPM at {} failed while {} ({what}); alohad reconnects on the next request. If this \
+                 persists, {REACH_HINT}",
+                self.tcti_text,
+                step.doing()
+            )),
+        }
+    }
+}
+
+impl Connection {
+    fn start_session(&mut self) -> Result<AuthSession, TssError> {
+        let primary = self.primary;
+        let session = self
+            .ctx
+            .execute_without_session(|c| {
+                c.start_auth_session(
+                    Some(primary),
+                    None,
+                    None,
+                    SessionType::Hmac,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+            })?
+            .ok_or(TssError::WrapperError(WrapperErrorKind::WrongValueFromTpm))?;
+        if let Err(e) = set_encryption(&mut self.ctx, session, true, true) {
+            if self
+                .ctx
+                .flush_context(SessionHandle::from(session).into())
+                .is_err()
+            {
+                self.poisoned = true;
+            }
+            return Err(e);
+        }
+        Ok(session)
+    }
+
+    fn flush(&mut self, backend: &TpmBackend, handle: ObjectHandle) -> Result<(), BackendError> {
+        self.ctx.flush_context(handle).map_err(|e| {
+            self.poisoned = true;
+            backend.tpm_error(Step::Flush, &e)
+        })
+    }
+}
+
+/// Turn parameter encryption on or off for the next command. `decrypt` encrypts the command's
+/// first parameter, `encrypt` the response's; a command may refuse either (TPM2_Sign's response
+/// is not a sized buffer, so it must not ask for `encrypt`).
+fn set_encryption(
+    ctx: &mut Context,
+    session: AuthSession,
+    decrypt: bool,
+    encrypt: bool,
+) -> Result<(), TssError> {
+    let (attributes, mask) = SessionAttributesBuilder::new()
+        .with_continue_session(true)
+        .with_decrypt(decrypt)
+        .with_encrypt(encrypt)
+        .build();
+    ctx.tr_sess_set_attributes(session, attributes, mask)
+}
+
+/// The TCG SRK template, ECC NIST P-256 with AES-128-CFB: deterministic, so the same key is
+/// derived from the owner seed at every start.
+fn storage_primary_template() -> Result<Public, TssError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+fn ecdsa_sha256() -> EccScheme {
+    EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
+}
+
+/// A user's authentication key: P-256 ECDSA-SHA256, sign-only, not restricted, DA-protected.
+fn signing_key_template() -> Result<Public, TssError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_sign_encrypt(true)
+        .with_decrypt(false)
+        .with_restricted(false)
+        .with_no_da(false)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_unrestricted_signing_key(
+                ecdsa_sha256(),
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+/// The authValue as tss-esapi wants it. The TPM drops trailing zero octets of an authValue it
+/// stores, and tpm2-tss 3.2 does the same for the HMAC key; dropping them here too keeps both
+/// sides equal whatever the TSS version (about one PIN in 256 derives such an authValue).
+/// The `Auth` zeroizes its buffer when dropped.
+fn tss_auth(auth: &AuthValue) -> Result<Auth, BackendError> {
+    let bytes = auth.as_bytes();
+    let len = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1);
+    Auth::try_from(&bytes[..len]).map_err(|e| internal("the authValue", &e))
+}
+
+/// A TPM blob, parsed and checked before anything is sent to the TPM.
+struct TpmBlob {
+    public: Public,
+    private: Private,
+    /// The marshalled TPM2B_PUBLIC, as stored.
+    public_bytes: Vec<u8>,
+}
+
+impl TpmBlob {
+    fn parse(blob: &KeyBlob) -> Result<TpmBlob, BackendError> {
+        let KeyBlob::Tpm { public, private } = blob else {
+            return Err(BackendError::BadBlob(
+                "this key is in the software vault, not in the TPM: use the backend it was created with".into(),
+            ));
+        };
+        let public_area = unwrap_tpm2b("public part", public)?;
+        let parsed = Public::unmarshall(public_area).map_err(|e| {
+            BackendError::BadBlob(format!(
+                "the key's public part does not parse: {}",
+                describe(&e)
+            ))
+        })?;
+        // The TSS unmarshaller ignores trailing bytes: insist on the canonical encoding.
+        if parsed.marshall().ok().as_deref() != Some(public_area) {
+            return Err(BackendError::BadBlob(
+                "the key's public part has trailing or non-canonical bytes".into(),
+            ));
+        }
+        check_key_public(&parsed)?;
+        let private_area = unwrap_tpm2b("private part", private)?;
+        let private = Private::try_from(private_area).map_err(|e| {
+            BackendError::BadBlob(format!(
+                "the key's private part is too large: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(TpmBlob {
+            public: parsed,
+            private,
+            public_bytes: public.clone(),
+        })
+    }
+}
+
+/// Refuse a blob that is not the kind of key alohad creates, before it reaches the TPM (a noDA
+/// key, a decryption key or a sealed secret must never be usable as a sign-in key).
+fn check_key_public(public: &Public) -> Result<(), BackendError> {
+    let Public::Ecc {
+        object_attributes: a,
+        parameters,
+        ..
+    } = public
+    else {
+        return Err(BackendError::BadBlob("the key is not an ECC key".into()));
+    };
+    if parameters.ecc_curve() != EccCurve::NistP256 || parameters.ecc_scheme() != ecdsa_sha256() {
+        return Err(BackendError::BadBlob(
+            "the key is not a P-256 ECDSA-SHA256 key".into(),
+        ));
+    }
+    if !a.sign_encrypt()
+        || a.decrypt()
+        || a.restricted()
+        || a.no_da()
+        || !a.user_with_auth()
+        || !a.fixed_tpm()
+    {
+        return Err(BackendError::BadBlob(
+            "the key's attributes are not those of an Aloha sign-in key (sign-only, DA-protected, fixedTPM)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A TPM2B: big-endian u16 size, then exactly that many bytes.
+fn wrap_tpm2b(bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
+    let size = u16::try_from(bytes.len())
+        .map_err(|_| BackendError::Unavailable("the TPM returned an oversized structure".into()))?;
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(out)
+}
+
+fn unwrap_tpm2b<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8], BackendError> {
+    let Some((size, rest)) = bytes.split_first_chunk::<2>() else {
+        return Err(BackendError::BadBlob(format!(
+            "the key's {what} is truncated ({} bytes)",
+            bytes.len()
+        )));
+    };
+    let size = usize::from(u16::from_be_bytes(*size));
+    if rest.len() != size || size == 0 {
+        return Err(BackendError::BadBlob(format!(
+            "the key's {what} declares {size} bytes but holds {}",
+            rest.len()
+        )));
+    }
+    Ok(rest)
+}
+
+/// SEC1 uncompressed point (0x04 || x || y) of a P-256 public area.
+fn sec1_public_key(public: &Public) -> Result<Vec<u8>, BackendError> {
+    let Public::Ecc { unique, .. } = public else {
+        return Err(BackendError::Unavailable(
+            "the TPM created a key that is not an ECC key".into(),
+        ));
+    };
+    let bad =
+        || BackendError::Unavailable("the TPM returned a public point longer than 32 bytes".into());
+    let x = pad32(unique.x().value()).ok_or_else(bad)?;
+    let y = pad32(unique.y().value()).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(65);
+    out.push(0x04);
+    out.extend_from_slice(&x);
+    out.extend_from_slice(&y);
+    Ok(out)
+}
+
+fn internal(what: &str, e: &TssError) -> BackendError {
+    BackendError::Unavailable(format!(
+        "alohad could not prepare {what} for the TPM ({}); this is a bug, please report it",
+        describe(e)
+    ))
+}
+
+/// The TSS2 response code of a TPM, TSS or TCTI error.
+fn raw_rc(e: &TssError) -> Option<u32> {
+    match e {
+        TssError::Tss2Error(Tss2ResponseCode::FormatOne(rc)) => Some(rc.0),
+        TssError::Tss2Error(Tss2ResponseCode::FormatZero(rc)) => Some(rc.0),
+        TssError::Tss2Error(Tss2ResponseCode::Success) | TssError::WrapperError(_) => None,
+    }
+}
+
+fn describe(e: &TssError) -> String {
+    let Some(rc) = raw_rc(e) else {
+        return e.to_string();
+    };
+    let layer = match (rc & LAYER_MASK) >> 16 {
+        0 | 12 => return format!("{e}, TSS2_RC {rc:#x}"),
+        6 => "FAPI",
+        7 => "ESAPI",
+        8 => "SAPI",
+        9 => "marshalling",
+        10 => "TCTI (the connection to the TPM)",
+        11 => "resource manager",
+        _ => "TSS",
+    };
+    // The TSS's own base codes (tss2_common.h), shared by every layer above the TPM.
+    let what = match rc & 0xFFFF {
+        1 => "general failure",
+        2 => "not implemented",
+        3 => "bad context",
+        5 => "bad reference",
+        6 => "insufficient buffer",
+        7 => "bad sequence",
+        8 => "no connection",
+        9 => "try again",
+        10 => "I/O error",
+        11 => "bad value",
+        12 => "not permitted",
+        16 => "bad size",
+        17 => "malformed response",
+        19 => "insufficient response",
+        21 => "not supported",
+        23 => "out of memory",
+        27 => "the TPM's response HMAC did not verify",
+        _ => "error",
+    };
+    format!("{layer} {what}, TSS2_RC {rc:#x}")
+}
+
+const LAYER_MASK: u32 = 0xFFFF_0000;
+/// Response codes from the TPM itself, and TPM codes relayed by a resource manager.
+const TPM_LAYER: u32 = 0;
+const RESMGR_TPM_LAYER: u32 = 12 << 16;
+const RC_FMT1: u32 = 0x080;
+/// Format-one codes: the error number plus the format bit, without parameter/handle/session bits.
+const FMT1_MASK: u32 = 0x0BF;
+const RC_AUTH_FAIL: u32 = 0x08E;
+const RC_BAD_AUTH: u32 = 0x0A2;
+const RC_HANDLE: u32 = 0x08B;
+const RC_WARN: u32 = 0x900;
+const RC_LOCKOUT: u32 = 0x921;
+/// Format-zero errors that say the TPM itself is not usable now, whatever the blob.
+const RC_TPM_DOWN: [u32; 6] = [
+    0x100, // TPM_RC_INITIALIZE: TPM2_Startup not run
+    0x101, // TPM_RC_FAILURE: failure mode
+    0x120, // TPM_RC_DISABLED
+    0x12D, // TPM_RC_UPGRADE: field upgrade in progress
+    0x130, // TPM_RC_REBOOT
+    0x153, // TPM_RC_NEEDS_TEST
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    AuthFailed,
+    Lockout,
+    Blob,
+    Down,
+}
+
+fn classify(step: Step, e: &TssError) -> Class {
+    let blob_step = matches!(step, Step::Load | Step::Authorize);
+    let rc = match e {
+        TssError::WrapperError(
+            WrapperErrorKind::WrongParamSize
+            | WrapperErrorKind::InvalidParam
+            | WrapperErrorKind::InconsistentParams,
+        ) if blob_step => return Class::Blob,
+        TssError::WrapperError(_) => return Class::Down,
+        TssError::Tss2Error(_) => match raw_rc(e) {
+            Some(rc) => rc,
+            None => return Class::Down,
+        },
+    };
+    // TCTI, ESAPI, SAPI, marshalling and resource-manager errors: the transport, not the blob.
+    if !matches!(rc & LAYER_MASK, TPM_LAYER | RESMGR_TPM_LAYER) {
+        return Class::Down;
+    }
+    let code = rc & 0xFFFF;
+    if code & RC_FMT1 != 0 {
+        return match code & FMT1_MASK {
+            RC_AUTH_FAIL | RC_BAD_AUTH if step == Step::Authorize => Class::AuthFailed,
+            // Elsewhere it is the primary's or a hierarchy's authorization: not the user's PIN.
+            RC_AUTH_FAIL | RC_BAD_AUTH => Class::Down,
+            // A handle we hold (the primary, the session) is gone: the TPM restarted.
+            RC_HANDLE => Class::Down,
+            _ if blob_step => Class::Blob,
+            _ => Class::Down,
+        };
+    }
+    if code == RC_LOCKOUT {
+        return Class::Lockout;
+    }
+    if code & RC_WARN == RC_WARN || RC_TPM_DOWN.contains(&code) || !blob_step {
+        return Class::Down;
+    }
+    Class::Blob
+}
+
+fn is_auth_failure(e: &TssError) -> bool {
+    raw_rc(e).is_some_and(|rc| {
+        matches!(rc & LAYER_MASK, TPM_LAYER | RESMGR_TPM_LAYER)
+            && rc & RC_FMT1 != 0
+            && matches!(rc & FMT1_MASK, RC_AUTH_FAIL | RC_BAD_AUTH)
+    })
 }
 
 impl KeyBackend for TpmBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Tpm
     }
-    fn create(&mut self, _auth: &AuthValue) -> Result<NewKey, BackendError> {
-        Err(BackendError::Unavailable("not built yet".into()))
+
+    fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError> {
+        let template = signing_key_template().map_err(|e| internal("the key template", &e))?;
+        let key_auth = tss_auth(auth)?;
+        let created = self.in_session(|me, conn, session| {
+            let primary = conn.primary;
+            // Both directions encrypted: the sensitive area (with the authValue) goes in encrypted.
+            set_encryption(&mut conn.ctx, session, true, true)
+                .map_err(|e| me.tpm_error(Step::Session, &e))?;
+            conn.ctx
+                .execute_with_session(Some(session), |c| {
+                    c.create(primary, template, Some(key_auth), None, None, None)
+                })
+                .map_err(|e| me.tpm_error(Step::Create, &e))
+        })?;
+        let public_key = sec1_public_key(&created.out_public)?;
+        let public = created
+            .out_public
+            .marshall()
+            .map_err(|e| internal("the new key's public part", &e))?;
+        Ok(NewKey {
+            public_key,
+            blob: KeyBlob::Tpm {
+                public: wrap_tpm2b(&public)?,
+                private: wrap_tpm2b(created.out_private.value())?,
+            },
+        })
     }
+
     fn sign(
         &mut self,
-        _blob: &KeyBlob,
-        _auth: &AuthValue,
-        _digest: &[u8; 32],
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        digest: &[u8; 32],
     ) -> Result<[u8; 64], BackendError> {
-        Err(BackendError::Unavailable("not built yet".into()))
+        let blob = TpmBlob::parse(blob)?;
+        let digest = Digest::try_from(&digest[..]).map_err(|e| internal("the digest", &e))?;
+        let ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
+            tag: TPM2_ST_HASHCHECK,
+            hierarchy: TPM2_RH_NULL,
+            digest: Default::default(),
+        })
+        .map_err(|e| internal("the null hashcheck ticket", &e))?;
+        let scheme = SignatureScheme::EcDsa {
+            hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+        };
+        let key_auth = tss_auth(auth)?;
+        let signature = self.in_session(|me, conn, session| {
+            me.with_loaded_key(conn, session, &blob, |conn, key| {
+                conn.ctx
+                    .tr_set_auth(key.into(), key_auth)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                // The digest goes in encrypted; the response (a TPMT_SIGNATURE) cannot be.
+                set_encryption(&mut conn.ctx, session, true, false)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                conn.ctx
+                    .execute_with_session(Some(session), |c| c.sign(key, digest, scheme, ticket))
+                    .map_err(|e| me.tpm_error(Step::Authorize, &e))
+            })
+        })?;
+        let Signature::EcDsa(sig) = signature else {
+            return Err(BackendError::Unavailable(
+                "the TPM returned a signature that is not ECDSA".into(),
+            ));
+        };
+        let bad = || {
+            BackendError::Unavailable(
+                "the TPM returned a signature half longer than 32 bytes".into(),
+            )
+        };
+        let r = pad32(sig.signature_r().value()).ok_or_else(bad)?;
+        let s = pad32(sig.signature_s().value()).ok_or_else(bad)?;
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&r);
+        out[32..].copy_from_slice(&s);
+        Ok(out)
     }
+
     fn change_auth(
         &mut self,
-        _blob: &KeyBlob,
-        _old: &AuthValue,
-        _new: &AuthValue,
+        blob: &KeyBlob,
+        old: &AuthValue,
+        new: &AuthValue,
     ) -> Result<KeyBlob, BackendError> {
-        Err(BackendError::Unavailable("not built yet".into()))
+        let blob = TpmBlob::parse(blob)?;
+        let old_auth = tss_auth(old)?;
+        let new_auth = tss_auth(new)?;
+        let private = self.in_session(|me, conn, session| {
+            me.with_loaded_key(conn, session, &blob, |conn, key| {
+                let primary = conn.primary;
+                conn.ctx
+                    .tr_set_auth(key.into(), old_auth)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                // newAuth is the first parameter: it goes in encrypted.
+                set_encryption(&mut conn.ctx, session, true, true)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                conn.ctx
+                    .execute_with_session(Some(session), |c| {
+                        c.object_change_auth(key.into(), primary.into(), new_auth)
+                    })
+                    .map_err(|e| me.tpm_error(Step::Authorize, &e))
+            })
+        })?;
+        Ok(KeyBlob::Tpm {
+            public: blob.public_bytes,
+            private: wrap_tpm2b(private.value())?,
+        })
     }
+
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
-        Err(BackendError::Unavailable("not built yet".into()))
+        let was_connected = self.conn.is_some();
+        // Reading capabilities sends nothing secret: after a stale connection, retry once.
+        match self.with_connection(read_da_state) {
+            Err(BackendError::Unavailable(_)) if was_connected => {
+                self.with_connection(read_da_state).map(Some)
+            }
+            other => other.map(Some),
+        }
+    }
+}
+
+/// TPM2_PT_PERMANENT .. TPM2_PT_LOCKOUT_INTERVAL through TPM2_GetCapability (never the cached
+/// `get_tpm_property`: the lockout counter changes with every failure).
+fn read_da_state(backend: &TpmBackend, conn: &mut Connection) -> Result<DaState, BackendError> {
+    let first = u32::from(PropertyTag::Permanent);
+    let last = u32::from(PropertyTag::LockoutInterval);
+    let (mut permanent, mut counter, mut max_tries, mut interval) = (None, None, None, None);
+    let mut next = first;
+    // A TPM may return fewer properties than asked for; continue where it stopped.
+    for _ in 0..4 {
+        let (data, more) = conn
+            .ctx
+            .execute_without_session(|c| {
+                c.get_capability(CapabilityType::TpmProperties, next, last - next + 1)
+            })
+            .map_err(|e| backend.tpm_error(Step::Capability, &e))?;
+        let CapabilityData::TpmProperties(list) = data else {
+            return Err(BackendError::Unavailable(
+                "the TPM answered a property query with other data".into(),
+            ));
+        };
+        for p in list.iter() {
+            next = next.max(u32::from(p.property()).saturating_add(1));
+            match p.property() {
+                PropertyTag::Permanent => permanent = Some(p.value()),
+                PropertyTag::LockoutCounter => counter = Some(p.value()),
+                PropertyTag::MaxAuthFail => max_tries = Some(p.value()),
+                PropertyTag::LockoutInterval => interval = Some(p.value()),
+                _ => {}
+            }
+        }
+        if !more || next > last {
+            break;
+        }
+    }
+    match (permanent, counter, max_tries, interval) {
+        (Some(permanent), Some(counter), Some(max_tries), Some(recovery_seconds)) => Ok(DaState {
+            counter,
+            max_tries,
+            recovery_seconds,
+            in_lockout: permanent & TPMA_PERMANENT_INLOCKOUT != 0,
+        }),
+        _ => Err(BackendError::Unavailable(format!(
+            "the TPM at {} did not report its dictionary-attack properties",
+            backend.tcti_text
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_fail_is_recognised_with_any_session_index() {
+        for rc in [0x98E, 0x08E, 0xA8E, 0x9A2, 0xC098E] {
+            assert_eq!(
+                classify(
+                    Step::Authorize,
+                    &TssError::Tss2Error(Tss2ResponseCode::from(rc))
+                ),
+                Class::AuthFailed,
+                "{rc:#x}"
+            );
+        }
+        // The same code while loading concerns the parent, not the PIN.
+        assert_eq!(
+            classify(
+                Step::Load,
+                &TssError::Tss2Error(Tss2ResponseCode::from(0x98E))
+            ),
+            Class::Down
+        );
+    }
+
+    #[test]
+    fn lockout_integrity_and_transport_are_told_apart() {
+        let c = |step, rc: u32| classify(step, &TssError::Tss2Error(Tss2ResponseCode::from(rc)));
+        assert_eq!(c(Step::Authorize, 0x921), Class::Lockout);
+        assert_eq!(c(Step::Load, 0x1DF), Class::Blob);
+        assert_eq!(c(Step::Load, 0x902), Class::Down); // object memory
+        assert_eq!(c(Step::Load, 0x18B), Class::Down); // parent handle gone
+        assert_eq!(c(Step::Load, 0xA000A), Class::Down); // TCTI I/O error
+        assert_eq!(c(Step::Load, 0x101), Class::Down); // failure mode
+        assert_eq!(c(Step::Session, 0x1DF), Class::Down);
+        assert_eq!(c(Step::Authorize, 0x70001), Class::Down); // ESAPI layer
+        assert_eq!(c(Step::Authorize, 0xB0001), Class::Down); // resource manager's own error
+        assert_eq!(c(Step::Authorize, 0xC0921), Class::Lockout); // relayed by a resource manager
+    }
+
+    #[test]
+    fn tpm2b_framing_is_strict() {
+        assert_eq!(unwrap_tpm2b("x", &[0, 2, 7, 8]).ok(), Some(&[7u8, 8][..]));
+        assert!(unwrap_tpm2b("x", &[0, 3, 7, 8]).is_err());
+        assert!(unwrap_tpm2b("x", &[0, 1, 7, 8]).is_err());
+        assert!(unwrap_tpm2b("x", &[0]).is_err());
+        assert!(unwrap_tpm2b("x", &[0, 0]).is_err());
+        assert_eq!(wrap_tpm2b(&[7, 8]).ok(), Some(vec![0, 2, 7, 8]));
+    }
+
+    #[test]
+    fn templates_build() {
+        assert!(storage_primary_template().is_ok());
+        let key = signing_key_template().expect("key template");
+        assert!(check_key_public(&key).is_ok());
     }
 }
