@@ -20,8 +20,8 @@ use crate::engine::{Analysis, Reject, RejectKind};
 use crate::profile::ProfileSet;
 use std::collections::VecDeque;
 
-/// The inverse of the standard normal CDF (Acklam's rational approximation, refined by one
-/// Newton step; |error| < 1e-9 on (0, 1)).
+/// The inverse of the standard normal CDF (Acklam's rational approximation, relative error
+/// below 1.2e-9 on (0, 1)).
 pub fn probit(p: f64) -> f64 {
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -59,7 +59,7 @@ pub fn probit(p: f64) -> f64 {
         3.754408661907416,
     ];
     let pl = 0.02425;
-    let x = if p < pl {
+    if p < pl {
         let q = (-2.0 * p.ln()).sqrt();
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
@@ -72,15 +72,10 @@ pub fn probit(p: f64) -> f64 {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    // One Newton step on Φ(x) − p.
-    let e = 0.5 * erfc(-x / std::f64::consts::SQRT_2) - p;
-    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
-    x - u / (1.0 + x * u / 2.0)
+    }
 }
 
-/// Complementary error function (W. J. Cody's rational approximations via `erfc` of
-/// Numerical Recipes, |rel. error| < 1.2e-7), enough for one Newton refinement.
+/// Complementary error function (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7).
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -294,7 +289,7 @@ mod tests {
     #[test]
     fn probit_inverts_the_cdf() {
         for p in [1e-9, 1e-5, 0.01, 0.3, 0.5, 0.9, 0.999] {
-            assert!((normal_cdf(probit(p)) - p).abs() / p < 1e-5, "p = {p}");
+            assert!((normal_cdf(probit(p)) - p).abs() / p < 1e-6, "p = {p}");
         }
         assert!((probit(0.5)).abs() < 1e-9);
         assert!((probit(0.975) - 1.959964).abs() < 1e-5);

