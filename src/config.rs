@@ -255,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_reference_file_is_exactly_the_defaults() {
+        let text = include_str!("../packaging/aloha.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+        // ... and it mentions every key the code knows.
+        let all = toml::to_string(&Config::default()).unwrap();
+        for line in all.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(
+                text.contains(&format!("\n{key} = ")),
+                "packaging/aloha.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_missing_named_file_is_an_error() {
         assert!(Config::load(Some(Path::new("/nonexistent/aloha.toml"))).is_err());
     }

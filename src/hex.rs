@@ -22,7 +22,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     bytes

@@ -30,7 +30,7 @@ pub struct RegisteredKey {
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
-    #[error("{user} has no Aloha key registered ({path} does not exist)")]
+    #[error("{user} has no Aloha PIN ({path} does not exist); `aloha pin set` creates one")]
     NotEnrolled { user: String, path: PathBuf },
     #[error("refusing {path}: {why}; it must be owned by root and writable by root only")]
     Insecure { path: PathBuf, why: String },

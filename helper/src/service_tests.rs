@@ -190,7 +190,7 @@ fn fixture_with(config: Config, with_tpm: bool) -> Fixture {
 }
 
 fn build(
-    dir: &PathBuf,
+    dir: &std::path::Path,
     config: Config,
     with_tpm: bool,
     clock: &Arc<AtomicU64>,

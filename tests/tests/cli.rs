@@ -260,7 +260,7 @@ fn corrupt_state_is_reported(kind: Kind) {
     f.daemon
         .aloha(&["admin", "remove", "--user", "nobody"], "")
         .ok();
-    verify_nobody(&f, "918273").refused("no Aloha key registered");
+    verify_nobody(&f, "918273").refused("nobody has no Aloha PIN");
 }
 
 fn concurrent_attempts_never_exceed_the_limit(kind: Kind) {
