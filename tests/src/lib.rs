@@ -8,3 +8,6 @@ pub mod daemon;
 pub mod fixture;
 pub mod pam;
 pub mod swtpm;
+pub mod namespace;
+pub mod pty;
+pub mod syslog;

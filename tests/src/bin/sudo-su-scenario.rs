@@ -1,0 +1,286 @@
+//! The real-sudo/su scenarios of `tests/tests/sudo_su.rs`, run as root in a private mount
+//! namespace (unshare needs a single-threaded process, which a test harness is not).
+//!
+//! `sudo-su-scenario --kind software|tpm`:
+//! 1. enters a [`PrivateSystem`] (overlays over /etc, /dev, /var/log, ...), prints
+//!    `{"mnt_ns": INODE}` and waits for one line on stdin, so the caller can hold the namespace
+//!    open and later prove nothing is left in it;
+//! 2. binds a syslog sink at /dev/log, creates the test users (useradd, chpasswd), a sudoers.d
+//!    entry, and puts pam_aloha in front of `@include common-auth` in /etc/pam.d/sudo and su;
+//! 3. starts a private alohad (software vault or swtpm), enrols a PIN, and drives `sudo -S` on
+//!    pipes and `su` on a pty through every scenario, then again with alohad stopped;
+//! 4. prints one JSON object with what happened (exit codes, prompts, transcripts, syslog
+//!    lines, stray processes). It asserts nothing: the test does.
+//!
+//! Exit status 0 when the scenarios ran (whatever they showed), 2 when setup failed.
+
+use std::io::{BufRead, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aloha_tests::build::artifact;
+use aloha_tests::fixture::{Fixture, Kind};
+use aloha_tests::namespace::{self, PrivateSystem};
+use aloha_tests::pty::{self, Channel};
+use aloha_tests::syslog::Syslog;
+use serde_json::{Value, json};
+
+/// Has a PIN and a password; may run anything as root with sudo.
+const PIN_USER: &str = "aloha-pin";
+/// Has a password only; may run anything as root with sudo.
+const NOPIN_USER: &str = "aloha-nopin";
+/// An unprivileged user who runs su.
+const OTHER_USER: &str = "aloha-other";
+
+const PIN: &str = "48291573";
+const WRONG_PIN: &str = "73916428";
+const PASSWORD: &str = "Correct-Horse-7351";
+const NOPIN_PASSWORD: &str = "Staple-Nopin-9182";
+const OTHER_PASSWORD: &str = "Other-Battery-6604";
+const BAD_PASSWORD: &str = "Wrong-Battery-2468";
+
+/// Bounds one sudo or su run (pam_unix's 2 s failure delay included, twice for sudo's retry).
+const RUN_TIMEOUT: Duration = Duration::from_secs(40);
+
+fn die(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("sudo-su-scenario: {what}: {e}");
+    std::process::exit(2);
+}
+
+/// The command line of one run.
+#[derive(Clone, Copy)]
+enum Tool {
+    /// `sudo -S -u root true`, run by `user`, on pipes.
+    Sudo,
+    /// `su <user> -c true`, run by OTHER_USER, on a pty.
+    Su,
+}
+
+struct Env<'a> {
+    syslog: &'a Syslog,
+    started: Instant,
+}
+
+impl Env<'_> {
+    fn run(&self, name: &str, tool: Tool, user: &str, answers: &[&str]) -> Value {
+        let (runner, channel, mut args): (&str, Channel, Vec<&str>) = match tool {
+            Tool::Sudo => (
+                user,
+                Channel::Pipes,
+                vec!["sudo", "-S", "-u", "root", "true"],
+            ),
+            Tool::Su => (OTHER_USER, Channel::Pty, vec!["su", user, "-c", "true"]),
+        };
+        let reuid = format!("--reuid={runner}");
+        let regid = format!("--regid={runner}");
+        let mut argv = vec![reuid.as_str(), regid.as_str(), "--init-groups", "--"];
+        argv.append(&mut args);
+        let mut cmd = Command::new("setpriv");
+        cmd.args(&argv)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LC_ALL", "C")
+            .env("TERM", "dumb");
+        let sudo_prompt = format!("[sudo] password for {user}: ");
+        let prompts = ["PIN: ", "Password: ", sudo_prompt.as_str()];
+        // Lines from before this run (there should be none) are not this run's.
+        let stale = self.syslog.drain();
+        let t0 = Instant::now();
+        let outcome = pty::converse(cmd, channel, &prompts, answers, RUN_TIMEOUT);
+        let elapsed = t0.elapsed();
+        let lines: Vec<Value> = self
+            .syslog
+            .drain()
+            .into_iter()
+            .map(|l| json!({"priority": l.priority, "text": l.text}))
+            .collect();
+        let mut record = json!({
+            "name": name,
+            "tool": match tool { Tool::Sudo => "sudo", Tool::Su => "su" },
+            "service": match tool { Tool::Sudo => "sudo", Tool::Su => "su" },
+            "user": user,
+            "runner": runner,
+            "answers": answers.len(),
+            "syslog": lines,
+            "stale_syslog": stale.len(),
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "at_ms": self.started.elapsed().as_millis() as u64,
+        });
+        match outcome {
+            Ok(c) => {
+                record["code"] = json!(c.finished.code);
+                record["signal"] = json!(c.finished.signal);
+                record["killed"] = json!(c.finished.killed);
+                record["prompts"] = json!(c.prompts);
+                record["transcript"] = json!(c.finished.transcript);
+                record["error"] = json!(c.error);
+            }
+            Err(e) => record["error"] = json!(format!("driver: {e}")),
+        }
+        eprintln!(
+            "sudo-su-scenario: {name}: code {} in {} ms",
+            record["code"], record["elapsed_ms"]
+        );
+        record
+    }
+}
+
+fn main() {
+    // First, while the process still has one thread.
+    let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
+    let kind = match std::env::args()
+        .skip_while(|a| a != "--kind")
+        .nth(1)
+        .as_deref()
+    {
+        Some("software") | None => Kind::Software,
+        Some("tpm") => Kind::Tpm,
+        Some(other) => die("--kind", format!("unknown kind {other:?}")),
+    };
+    let ns = namespace::mount_namespace(None).unwrap_or_else(|e| die("namespace id", e));
+    println!("{}", json!({ "mnt_ns": ns }));
+    let _ = std::io::stdout().flush();
+    // Wait until the caller holds the namespace; EOF (no caller) also goes on.
+    let _ = std::io::stdin().lock().read_line(&mut String::new());
+
+    let started = Instant::now();
+    let syslog = Syslog::bind("/dev/log".as_ref()).unwrap_or_else(|e| die("bind /dev/log", e));
+    for (user, password) in [
+        (PIN_USER, PASSWORD),
+        (NOPIN_USER, NOPIN_PASSWORD),
+        (OTHER_USER, OTHER_PASSWORD),
+    ] {
+        system
+            .add_user(user, Some(password))
+            .unwrap_or_else(|e| die("add user", e));
+    }
+    // No cached credentials, no lecture, no mail; sudo's default 3 password tries stay.
+    system
+        .sudoers(
+            "aloha-test",
+            &format!(
+                "Defaults timestamp_timeout=0, lecture=never, !mail_badpass\n\
+                 {PIN_USER} ALL=(root) ALL\n{NOPIN_USER} ALL=(root) ALL\n"
+            ),
+        )
+        .unwrap_or_else(|e| die("sudoers", e));
+
+    let mut fixture = Fixture::start(kind, |_| {});
+    let enrol = fixture.daemon.aloha(
+        &["pin", "set", "--user", PIN_USER, "--pin-stdin"],
+        &format!("{PIN}\n"),
+    );
+    if enrol.code != 0 {
+        die("aloha pin set", format!("{enrol:?}"));
+    }
+    let module = artifact("libpam_aloha.so");
+    let line = format!(
+        "auth [success=done default=ignore] {} config={}",
+        module.display(),
+        fixture.daemon.config_path().display()
+    );
+    for service in ["sudo", "su"] {
+        system
+            .pam_insert_before(service, "@include common-auth", &line)
+            .unwrap_or_else(|e| die("pam.d", e));
+    }
+    let setup_syslog = syslog.drain().len();
+
+    let env = Env {
+        syslog: &syslog,
+        started,
+    };
+    let mut runs = Vec::new();
+    // (a) sudo with a PIN.
+    runs.push(env.run("sudo_pin", Tool::Sudo, PIN_USER, &[PIN]));
+    runs.push(env.run(
+        "sudo_wrong_pin_wrong_password",
+        Tool::Sudo,
+        PIN_USER,
+        &[WRONG_PIN, BAD_PASSWORD],
+    ));
+    runs.push(env.run(
+        "sudo_empty_pin_password",
+        Tool::Sudo,
+        PIN_USER,
+        &["", PASSWORD],
+    ));
+    // (e) a failed PIN falls through to the password.
+    runs.push(env.run(
+        "sudo_wrong_pin_password",
+        Tool::Sudo,
+        PIN_USER,
+        &[WRONG_PIN, PASSWORD],
+    ));
+    // (b) su on a pty, run by another unprivileged user.
+    runs.push(env.run("su_pin", Tool::Su, PIN_USER, &[PIN]));
+    runs.push(env.run(
+        "su_wrong_pin_wrong_password",
+        Tool::Su,
+        PIN_USER,
+        &[WRONG_PIN, BAD_PASSWORD],
+    ));
+    runs.push(env.run(
+        "su_wrong_pin_password",
+        Tool::Su,
+        PIN_USER,
+        &[WRONG_PIN, PASSWORD],
+    ));
+    // (c) a user without a PIN.
+    runs.push(env.run(
+        "sudo_no_pin_password",
+        Tool::Sudo,
+        NOPIN_USER,
+        &[NOPIN_PASSWORD],
+    ));
+    runs.push(env.run(
+        "su_no_pin_password",
+        Tool::Su,
+        NOPIN_USER,
+        &[NOPIN_PASSWORD],
+    ));
+    // (d) alohad down.
+    let alohad_pid = fixture.daemon.pid();
+    fixture.daemon.stop();
+    let alohad_gone =
+        alohad_pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+    runs.push(env.run(
+        "sudo_daemon_down_password",
+        Tool::Sudo,
+        PIN_USER,
+        &[PASSWORD],
+    ));
+    runs.push(env.run("su_daemon_down_password", Tool::Su, PIN_USER, &[PASSWORD]));
+
+    let alohad_log = fixture.daemon.log();
+    let swtpm_pid = fixture.swtpm.as_ref().and_then(|s| s.pid());
+    drop(fixture);
+    drop(syslog);
+
+    // Anything still in the namespace but us was left behind: report it and end it by pid.
+    let me = std::process::id();
+    let mut stray = Vec::new();
+    for pid in namespace::processes_in_mount_namespace(ns) {
+        if pid != me {
+            stray.push(namespace::describe_process(pid));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let report = json!({
+        "kind": match kind { Kind::Software => "software", Kind::Tpm => "tpm" },
+        "secrets": [PIN, WRONG_PIN, PASSWORD, NOPIN_PASSWORD, OTHER_PASSWORD, BAD_PASSWORD],
+        "setup_syslog_lines": setup_syslog,
+        "alohad_pid": alohad_pid,
+        "alohad_gone_after_stop": alohad_gone,
+        "swtpm_pid": swtpm_pid,
+        "runs": runs,
+        "alohad_log": alohad_log,
+        "stray": stray,
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+    });
+    drop(system);
+    println!("{report}");
+}
