@@ -190,55 +190,56 @@ fn main() {
         syslog: &syslog,
         started,
     };
-    let mut runs = Vec::new();
-    // (a) sudo with a PIN.
-    runs.push(env.run("sudo_pin", Tool::Sudo, PIN_USER, &[PIN]));
-    runs.push(env.run(
-        "sudo_wrong_pin_wrong_password",
-        Tool::Sudo,
-        PIN_USER,
-        &[WRONG_PIN, BAD_PASSWORD],
-    ));
-    runs.push(env.run(
-        "sudo_empty_pin_password",
-        Tool::Sudo,
-        PIN_USER,
-        &["", PASSWORD],
-    ));
-    // (e) a failed PIN falls through to the password.
-    runs.push(env.run(
-        "sudo_wrong_pin_password",
-        Tool::Sudo,
-        PIN_USER,
-        &[WRONG_PIN, PASSWORD],
-    ));
-    // (b) su on a pty, run by another unprivileged user.
-    runs.push(env.run("su_pin", Tool::Su, PIN_USER, &[PIN]));
-    runs.push(env.run(
-        "su_wrong_pin_wrong_password",
-        Tool::Su,
-        PIN_USER,
-        &[WRONG_PIN, BAD_PASSWORD],
-    ));
-    runs.push(env.run(
-        "su_wrong_pin_password",
-        Tool::Su,
-        PIN_USER,
-        &[WRONG_PIN, PASSWORD],
-    ));
-    // (c) a user without a PIN.
-    runs.push(env.run(
-        "sudo_no_pin_password",
-        Tool::Sudo,
-        NOPIN_USER,
-        &[NOPIN_PASSWORD],
-    ));
-    runs.push(env.run(
-        "su_no_pin_password",
-        Tool::Su,
-        NOPIN_USER,
-        &[NOPIN_PASSWORD],
-    ));
+    let mut runs = vec![
+        // (a) sudo with a PIN.
+        env.run("sudo_pin", Tool::Sudo, PIN_USER, &[PIN]),
+        env.run(
+            "sudo_wrong_pin_wrong_password",
+            Tool::Sudo,
+            PIN_USER,
+            &[WRONG_PIN, BAD_PASSWORD],
+        ),
+        env.run(
+            "sudo_empty_pin_password",
+            Tool::Sudo,
+            PIN_USER,
+            &["", PASSWORD],
+        ),
+        // (e) a failed PIN falls through to the password.
+        env.run(
+            "sudo_wrong_pin_password",
+            Tool::Sudo,
+            PIN_USER,
+            &[WRONG_PIN, PASSWORD],
+        ),
+        // (b) su on a pty, run by another unprivileged user.
+        env.run("su_pin", Tool::Su, PIN_USER, &[PIN]),
+        env.run(
+            "su_wrong_pin_wrong_password",
+            Tool::Su,
+            PIN_USER,
+            &[WRONG_PIN, BAD_PASSWORD],
+        ),
+        env.run(
+            "su_wrong_pin_password",
+            Tool::Su,
+            PIN_USER,
+            &[WRONG_PIN, PASSWORD],
+        ),
+        // (c) a user without a PIN.
+        env.run(
+            "sudo_no_pin_password",
+            Tool::Sudo,
+            NOPIN_USER,
+            &[NOPIN_PASSWORD],
+        ),
+        env.run(
+            "su_no_pin_password",
+            Tool::Su,
+            NOPIN_USER,
+            &[NOPIN_PASSWORD],
+        ),
+    ];
     // (d) alohad down.
     let alohad_pid = fixture.daemon.pid();
     fixture.daemon.stop();
