@@ -249,6 +249,20 @@ impl PrivateSystem {
         Ok(())
     }
 
+    /// Make room for a syslog sink at /dev/log: the machine's own (journald's socket or
+    /// symlink), if there is one, is hidden by a whiteout in the overlay, never removed from
+    /// the machine.
+    pub fn free_dev_log(&self) -> io::Result<PathBuf> {
+        self.check()?;
+        let path = Path::new("/dev/log");
+        match fs::symlink_metadata(path) {
+            Ok(_) => fs::remove_file(path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(path.to_path_buf())
+    }
+
     /// The tmpfs that holds the upper layers (and is a fine place for other private files).
     pub fn base(&self) -> &Path {
         &self.base

@@ -144,7 +144,10 @@ fn main() {
     } else {
         "release"
     };
-    let syslog = Syslog::bind("/dev/log".as_ref()).unwrap_or_else(|e| die("bind /dev/log", e));
+    let syslog = system
+        .free_dev_log()
+        .and_then(|p| Syslog::bind(&p))
+        .unwrap_or_else(|e| die("bind /dev/log", e));
     system
         .add_user(USER, Some(PASSWORD))
         .unwrap_or_else(|e| die("add user", e));

@@ -144,7 +144,10 @@ fn main() {
     let _ = std::io::stdin().lock().read_line(&mut String::new());
 
     let started = Instant::now();
-    let syslog = Syslog::bind("/dev/log".as_ref()).unwrap_or_else(|e| die("bind /dev/log", e));
+    let syslog = system
+        .free_dev_log()
+        .and_then(|p| Syslog::bind(&p))
+        .unwrap_or_else(|e| die("bind /dev/log", e));
     for (user, password) in [
         (PIN_USER, PASSWORD),
         (NOPIN_USER, NOPIN_PASSWORD),
