@@ -3,8 +3,9 @@
 //!
 //! 1. Remote sessions (non-local PAM_RHOST, or sshd) → PAM_IGNORE: a network attacker must not
 //!    burn anyone's attempts.
-//! 2. Unknown user, no registered key, daemon unreachable, config unreadable → fall through to
-//!    the password (PAM_AUTHINFO_UNAVAIL, fprintd's convention), with one log line saying why.
+//! 2. No registered key, daemon unreachable, config unreadable → fall through to the password
+//!    (PAM_AUTHINFO_UNAVAIL, fprintd's convention); an unknown user → PAM_IGNORE. Either way
+//!    with one log line saying why.
 //! 3. Locked or waiting → say so ("use your password"), no prompt.
 //! 4. Prompt `PIN:`; empty or cancelled → fall through, nothing counted.
 //! 5. Our nonce + PIN to alohad; the signature that comes back is verified here against the
@@ -171,13 +172,11 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
     let registered = match registry::load(&config.daemon.state_dir, &user, Some(uid)) {
         Ok(k) => k,
         Err(RegistryError::NotEnrolled { .. }) => {
-            if args.debug {
-                says(
-                    host,
-                    Level::Debug,
-                    "result=unavailable: no Aloha PIN enrolled",
-                );
-            }
+            says(
+                host,
+                Level::Info,
+                "result=unavailable: no Aloha PIN enrolled",
+            );
             return Outcome::Unavailable;
         }
         Err(e) => {

@@ -310,16 +310,7 @@ fn check_runs(report: &Value) {
         assert_eq!(prompts, want.prompts, "prompts in {}", context());
         let service = run["service"].as_str().unwrap();
         let results = module_results(run, want.user, service);
-        match want.results {
-            // flow.rs logs "no Aloha PIN enrolled" only with the `debug` argument, although
-            // its own docs promise one line per fall-through: allow none, or that one line.
-            ["unavailable"] if want.user == NOPIN_USER => assert!(
-                results.is_empty() || results == ["unavailable"],
-                "pam_aloha lines {results:?} in {}",
-                context()
-            ),
-            _ => assert_eq!(results, want.results, "pam_aloha lines in {}", context()),
-        }
+        assert_eq!(results, want.results, "pam_aloha lines in {}", context());
         // sudo passes PAM_SILENT, so its users never see the module's messages; su shows them.
         let told_wrong = transcript.contains("Wrong PIN");
         let wrong_pin_given = want.results.contains(&"wrong_pin");
