@@ -608,6 +608,27 @@ fn tpm_reconnects_after_a_tpm_restart_without_reopening() {
     );
 }
 
+/// An alohad killed with SIGKILL never flushes its primary; without a resource manager the
+/// handle stays loaded in the TPM. Three such crashes would fill swtpm's 3 object slots (0x902
+/// for every later start) unless a new backend clears what is left.
+#[test]
+fn tpm_handles_left_by_a_killed_backend_are_flushed_at_open() {
+    let tpm = Swtpm::start();
+    let auth = pin("123456");
+    let key = {
+        let mut backend = open_tpm(&tpm);
+        backend.create(&auth).expect("create")
+    };
+    for _ in 0..3 {
+        // Like SIGKILL: no Drop, so no TPM2_FlushContext for the primary.
+        std::mem::forget(open_tpm(&tpm));
+    }
+    let mut backend = open_tpm(&tpm);
+    sign_and_verify(&mut backend, &key, &key.blob, &auth);
+    let fresh = backend.create(&auth).expect("create after the crashes");
+    sign_and_verify(&mut backend, &fresh, &fresh.blob, &auth);
+}
+
 #[test]
 fn tpm_backend_is_send_and_debug_shows_no_secret() {
     fn assert_send<T: Send>() {}

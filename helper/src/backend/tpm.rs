@@ -13,7 +13,9 @@
 //! swtpm (and a TPM without a resource manager) holds only 3 transient objects: this module
 //! keeps at most the primary, one session and one key loaded, and flushes the session and the
 //! key on every path. If the TPM connection breaks (swtpm restarted, tabrmd restarted) the
-//! connection is dropped and re-opened on the next operation.
+//! connection is dropped and re-opened on the next operation. Without a resource manager
+//! (swtpm, /dev/tpm0), opening the backend also flushes what a killed alohad left loaded, so
+//! only one `TpmBackend` may use such a TPM at a time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,7 +23,10 @@ use std::str::FromStr;
 use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
-use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPMA_PERMANENT_INLOCKOUT};
+use tss_esapi::constants::tss::{
+    TPM2_LOADED_SESSION_FIRST, TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPM2_TRANSIENT_FIRST,
+    TPMA_PERMANENT_INLOCKOUT,
+};
 use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType, Tss2ResponseCode};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
@@ -128,6 +133,16 @@ impl TpmBackend {
                 describe(&e)
             ))
         })?;
+        if !has_resource_manager(&self.tcti_text) {
+            let flushed = flush_leftovers(&mut ctx);
+            if flushed > 0 {
+                tracing::info!(
+                    flushed,
+                    tcti = %self.tcti_text,
+                    "flushed TPM handles left loaded by an earlier alohad"
+                );
+            }
+        }
         let template =
             storage_primary_template().map_err(|e| internal("the storage primary template", &e))?;
         let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
@@ -278,6 +293,46 @@ impl Connection {
         })
     }
 }
+
+/// Whether the TCTI goes through a resource manager (the kernel's /dev/tpmrm*, tpm2-abrmd),
+/// which flushes a client's handles when it disconnects and hides other clients' handles.
+fn has_resource_manager(tcti: &str) -> bool {
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    match name {
+        "tabrmd" => true,
+        "device" => conf.contains("tpmrm"),
+        _ => false,
+    }
+}
+
+/// Without a resource manager (swtpm, mssim, /dev/tpm0) nothing flushes what an alohad that was
+/// killed left loaded: its primary, a key or a session would hold one of the TPM's few slots
+/// until the TPM restarts (0x902 for everyone after a few crashes). There, alohad is the TPM's
+/// only user (/dev/tpm0 opens exclusively; a simulator is private), so flush every transient
+/// object and loaded session before creating the primary. Best effort: returns how many went.
+/// Consequence: two `TpmBackend`s must not share a TPM that has no resource manager.
+fn flush_leftovers(ctx: &mut Context) -> usize {
+    let mut flushed = 0;
+    for first in [TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST] {
+        let Ok((CapabilityData::Handles(handles), _)) = ctx.execute_without_session(|c| {
+            c.get_capability(CapabilityType::Handles, first, LEFTOVERS_MAX)
+        }) else {
+            continue;
+        };
+        for handle in handles.into_inner() {
+            let Ok(object) = ctx.execute_without_session(|c| c.tr_from_tpm_public(handle)) else {
+                continue;
+            };
+            if ctx.flush_context(object).is_ok() {
+                flushed += 1;
+            }
+        }
+    }
+    flushed
+}
+
+/// More than any TPM has slots for.
+const LEFTOVERS_MAX: u32 = 64;
 
 /// Turn parameter encryption on or off for the next command. `decrypt` encrypts the command's
 /// first parameter, `encrypt` the response's; a command may refuse either (TPM2_Sign's response
@@ -839,6 +894,17 @@ mod tests {
         assert!(unwrap_tpm2b("x", &[0]).is_err());
         assert!(unwrap_tpm2b("x", &[0, 0]).is_err());
         assert_eq!(wrap_tpm2b(&[7, 8]).ok(), Some(vec![0, 2, 7, 8]));
+    }
+
+    #[test]
+    fn resource_manager_is_recognised_from_the_tcti() {
+        assert!(has_resource_manager("device:/dev/tpmrm0"));
+        assert!(has_resource_manager("tabrmd"));
+        assert!(has_resource_manager("tabrmd:bus_type=system"));
+        assert!(!has_resource_manager("device:/dev/tpm0"));
+        assert!(!has_resource_manager("device"));
+        assert!(!has_resource_manager("swtpm:host=127.0.0.1,port=2321"));
+        assert!(!has_resource_manager("mssim"));
     }
 
     #[test]
