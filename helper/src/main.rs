@@ -198,6 +198,12 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("TSS2_LOG").is_none() {
+        // libtss2 prints an ERROR line for every wrong PIN (an expected TPM_RC_AUTH_FAIL);
+        // alohad reports TPM errors itself. TSS2_LOG=... in the environment overrides this.
+        // SAFETY: first thing in main, before any thread exists.
+        unsafe { std::env::set_var("TSS2_LOG", "all+NONE") };
+    }
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,

@@ -80,7 +80,7 @@ fn lockout_tiers(kind: Kind) {
     });
     enrol_nobody(&f);
     verify_nobody(&f, WRONG).refused("1 more try before a waiting time");
-    verify_nobody(&f, WRONG).refused("2 more wrong PINs lock it");
+    verify_nobody(&f, WRONG).refused("Another wrong PIN starts a waiting time; 2 more lock it.");
     verify_nobody(&f, WRONG).refused("Next try in 10 minutes");
     // During the delay even the right PIN is refused, and not counted.
     verify_nobody(&f, PIN).refused("try again in 10 minutes");

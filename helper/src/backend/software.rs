@@ -25,6 +25,13 @@ pub const DEFAULT_KDF: KdfParams = KdfParams {
     lanes: 1,
 };
 
+/// The most a stored blob may ask for (1 GiB, 16 passes, 8 lanes).
+pub const MAX_KDF: KdfParams = KdfParams {
+    memory_kib: 1024 * 1024,
+    passes: 16,
+    lanes: 8,
+};
+
 #[derive(Debug)]
 pub struct SoftwareVault {
     kdf: KdfParams,
@@ -54,6 +61,17 @@ impl SoftwareVault {
         auth: &AuthValue,
         salt: &[u8],
     ) -> Result<Zeroizing<[u8; 32]>, BackendError> {
+        // The cost comes from a file: a corrupted one must not make alohad allocate terabytes
+        // or spin for hours.
+        if kdf.memory_kib > MAX_KDF.memory_kib
+            || kdf.passes > MAX_KDF.passes
+            || kdf.lanes > MAX_KDF.lanes
+        {
+            return Err(BackendError::BadBlob(format!(
+                "Argon2id cost {} KiB x {} passes x {} lanes is beyond the sane maximum",
+                kdf.memory_kib, kdf.passes, kdf.lanes
+            )));
+        }
         let params = Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))
             .map_err(|e| BackendError::BadBlob(format!("bad Argon2id parameters: {e}")))?;
         let mut key = Zeroizing::new([0u8; 32]);
@@ -173,5 +191,59 @@ impl KeyBackend for SoftwareVault {
 
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloha::Secret;
+
+    #[test]
+    fn an_absurd_stored_cost_is_refused_not_attempted() {
+        let auth = AuthValue::from_pin(&Secret::new("482915"), &[1; 16]);
+        let mut vault = SoftwareVault::with_kdf(KdfParams {
+            memory_kib: 64,
+            passes: 1,
+            lanes: 1,
+        });
+        let key = vault.create(&auth).unwrap();
+        let KeyBlob::Software {
+            salt,
+            nonce,
+            ciphertext,
+            ..
+        } = key.blob
+        else {
+            panic!()
+        };
+        for kdf in [
+            KdfParams {
+                memory_kib: u32::MAX,
+                passes: 1,
+                lanes: 1,
+            },
+            KdfParams {
+                memory_kib: 64,
+                passes: u32::MAX,
+                lanes: 1,
+            },
+            KdfParams {
+                memory_kib: 64,
+                passes: 1,
+                lanes: 1000,
+            },
+        ] {
+            let blob = KeyBlob::Software {
+                kdf,
+                salt: salt.clone(),
+                nonce: nonce.clone(),
+                ciphertext: ciphertext.clone(),
+            };
+            assert!(matches!(
+                vault.sign(&blob, &auth, &[0; 32]),
+                Err(BackendError::BadBlob(_))
+            ));
+        }
     }
 }
