@@ -165,7 +165,7 @@ impl Detector {
 /// Letterboxes `img` into a square canvas `side` pixels wide (longer side × (1 + 2·pad)),
 /// box-filters it to 128×128 and scales to [-1, 1], NHWC with the gray in all three channels.
 /// Returns the input, the canvas side and the frame's offset inside the canvas.
-fn letterbox(img: &Gray<'_>, pad: f32) -> (Vec<f32>, f32, f32, f32) {
+pub fn letterbox(img: &Gray<'_>, pad: f32) -> (Vec<f32>, f32, f32, f32) {
     let long = img.w.max(img.h) as f32;
     let side = long * (1.0 + 2.0 * pad);
     let ox = (side - img.w as f32) / 2.0;
@@ -173,20 +173,37 @@ fn letterbox(img: &Gray<'_>, pad: f32) -> (Vec<f32>, f32, f32, f32) {
     let fill = border_mean(img);
     let step = side / SIZE as f32;
     let k = (step.ceil() as usize).clamp(1, 8);
+    // Sample positions along each axis, precomputed once: k per output pixel, None outside
+    // the frame (filled with `fill`).
+    let taps = |n: usize, off: f32| -> Vec<Option<usize>> {
+        (0..SIZE * k)
+            .map(|i| {
+                let v = ((i / k) as f32 + ((i % k) as f32 + 0.5) / k as f32) * step - off;
+                let f = v.floor();
+                (f >= 0.0 && (f as usize) < n).then_some(f as usize)
+            })
+            .collect()
+    };
+    let xs = taps(img.w, ox);
+    let ys = taps(img.h, oy);
+    let scale = 1.0 / ((k * k) as f32 * 127.5);
     let mut input = Vec::with_capacity(SIZE * SIZE * 3);
     for r in 0..SIZE {
+        let rows: Vec<Option<&[u8]>> = ys[r * k..(r + 1) * k]
+            .iter()
+            .map(|y| y.map(|y| &img.data[y * img.w..(y + 1) * img.w]))
+            .collect();
         for c in 0..SIZE {
-            let mut acc = 0.0;
-            for i in 0..k {
-                for j in 0..k {
-                    let y = (r as f32 + (i as f32 + 0.5) / k as f32) * step - oy;
-                    let x = (c as f32 + (j as f32 + 0.5) / k as f32) * step - ox;
-                    acc += img
-                        .get(x.floor() as i64, y.floor() as i64)
-                        .map_or(fill, f32::from);
+            let mut acc = 0.0f32;
+            for row in &rows {
+                for x in &xs[c * k..(c + 1) * k] {
+                    acc += match (row, x) {
+                        (Some(row), Some(x)) => f32::from(row[*x]),
+                        _ => fill,
+                    };
                 }
             }
-            let v = acc / (k * k) as f32 / 127.5 - 1.0;
+            let v = acc * scale - 1.0;
             input.extend_from_slice(&[v, v, v]);
         }
     }

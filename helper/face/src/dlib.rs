@@ -256,9 +256,9 @@ impl ShapePredictorModel {
             return r.err("delta table does not match the cascade");
         }
         let mut deltas = Vec::with_capacity(n);
-        for level in 0..n {
+        for anchors in &anchor_idx {
             let m = r.uint(1 << 20)?;
-            if m != anchor_idx[level].len() {
+            if m != anchors.len() {
                 return r.err("delta and anchor tables differ in length");
             }
             let mut v = Vec::with_capacity(m);

@@ -289,14 +289,23 @@ pub fn roc_svg(title: &str, curves: &[(&str, &Scores)]) -> String {
         if n == 0 {
             continue;
         }
-        // One point per impostor rank (thinned), from the strictest threshold upwards.
-        let step = (n / 2000).max(1);
-        let mut k = 0;
-        while k < n {
+        // Points at log-spaced impostor ranks, from the strictest threshold upwards.
+        let lo = (1.0 / n as f64).log10();
+        let mut last = usize::MAX;
+        for step in 0..=400 {
+            let far = 10f64.powf(lo * (1.0 - f64::from(step) / 400.0));
+            let k = ((far * n as f64).round() as usize).clamp(1, n) - 1;
+            if k == last {
+                continue;
+            }
+            last = k;
             let thr = sc.impostor[k];
-            let far = (k + 1) as f64 / n as f64;
-            let _ = write!(pts, "{:.1},{:.1} ", x(far), y(frac_le(&sc.genuine, thr)));
-            k += step;
+            let _ = write!(
+                pts,
+                "{:.1},{:.1} ",
+                x((k + 1) as f64 / n as f64),
+                y(frac_le(&sc.genuine, thr))
+            );
         }
         let _ = writeln!(
             s,

@@ -58,7 +58,7 @@ pub fn estimate_from_keypoints(k: &[[f32; 2]; 6]) -> Pose {
         .collect();
     let (dx, dy) = (obs[1][0] - obs[0][0], obs[1][1] - obs[0][1]);
     let iod = dx.hypot(dy);
-    if !(iod > 1e-6) || obs.iter().any(|q| !q[0].is_finite() || !q[1].is_finite()) {
+    if iod.is_nan() || iod <= 1e-6 || obs.iter().any(|q| !q[0].is_finite() || !q[1].is_finite()) {
         return Pose {
             yaw: 90.0,
             pitch: 90.0,
@@ -152,10 +152,11 @@ fn solve6(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
         }
         a.swap(c, piv);
         b.swap(c, piv);
+        let pivot_row = a[c];
         for r in c + 1..6 {
-            let f = a[r][c] / a[c][c];
-            for k in c..6 {
-                a[r][k] -= f * a[c][k];
+            let f = a[r][c] / pivot_row[c];
+            for (x, p) in a[r][c..].iter_mut().zip(&pivot_row[c..]) {
+                *x -= f * p;
             }
             b[r] -= f * b[c];
         }

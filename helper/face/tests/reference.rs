@@ -1,6 +1,9 @@
 //! Faithfulness against dlib's own outputs (tests/data/reference, see its README).
 //! Needs the converted models: `packaging/models/fetch.sh target/models` (or `$ALOHA_MODELS`).
 
+// Integration tests: unwrapping is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use aloha_face::chip::{self, CHIP_PADDING, CHIP_SIZE};
 use aloha_face::dlib::ShapePredictorModel;
 use aloha_face::frame::Gray;

@@ -316,6 +316,28 @@ fn main() -> Result<()> {
         cli.tail,
     );
 
+    println!(
+        "\n## operating points of the default decision (target FAR {:.0e} per attempt, M = {}, K = {}, 1 profile)",
+        cfg.target_far, cfg.match_frames, cfg.window_frames
+    );
+    println!(
+        "| enrolled users N | per-comparison FAR | threshold | per-frame TPR, 1-image | per-frame TPR, {}-image | impostor comparisons under it (1-image) |",
+        cli.enrol_k
+    );
+    println!("|---|---|---|---|---|---|");
+    for n in [1usize, 10, 100] {
+        let dc = aloha_face::decide::DeciderConfig::from_face(&cfg, n);
+        let t = dc.threshold(1);
+        let under = one.impostor.partition_point(|&d| d <= t);
+        println!(
+            "| {n} | {:.1e} | {t:.3} | {:.1} % | {:.1} % | {under} of {} |",
+            dc.per_comparison_far(1),
+            eval::frac_le(&one.genuine, t) * 100.0,
+            eval::frac_le(&k.genuine, t) * 100.0,
+            one.impostor.len()
+        );
+    }
+
     if let Some(out) = &cli.out {
         std::fs::create_dir_all(out)?;
         std::fs::write(
@@ -326,16 +348,20 @@ fn main() -> Result<()> {
             out.join(format!("{name}-roc-{}img.csv", cli.enrol_k)),
             eval::roc_csv(&k, 500),
         )?;
+        let label1 = format!(
+            "1-image enrolment ({} genuine / {} impostor comparisons)",
+            one.genuine.len(),
+            one.impostor.len()
+        );
+        let labelk = format!(
+            "{}-image enrolment ({} genuine / {} impostor comparisons)",
+            cli.enrol_k,
+            k.genuine.len(),
+            k.impostor.len()
+        );
         let svg = eval::roc_svg(
-            &format!(
-                "{name}: ROC ({} genuine / {} impostor comparisons, 1-image)",
-                one.genuine.len(),
-                one.impostor.len()
-            ),
-            &[
-                ("1-image enrolment", &one),
-                (&format!("{}-image enrolment", cli.enrol_k), &k),
-            ],
+            &format!("{name}: ROC, {} seeds", cli.seeds),
+            &[(&label1, &one), (&labelk, &k)],
         );
         std::fs::write(out.join(format!("{name}-roc.svg")), svg)?;
         println!(

@@ -106,6 +106,10 @@ fn main() -> Result<()> {
         time(n, || frame16.to_gray8().len()),
     ));
     rows.push((
+        "detect: letterbox to 128x128 only",
+        time(n, || aloha_face::detect::letterbox(&img, 0.0).0.len()),
+    ));
+    rows.push((
         "detect (BlazeFace 128, letterbox)",
         time(n, || engine.detector().detect(&img).map(|v| v.len())),
     ));
