@@ -179,8 +179,8 @@ pub struct Split {
 pub struct Tree {
     /// Internal nodes in breadth-first order.
     pub splits: Vec<Split>,
-    /// Leaf shape increments, each `2 × parts` long.
-    pub leaves: Vec<Vec<f32>>,
+    /// Leaf shape increments, `2 × parts` floats per leaf, leaves one after another.
+    pub leaves: Vec<f32>,
 }
 
 /// dlib's `shape_predictor` (Kazemi & Sullivan cascade of regression forests).
@@ -227,13 +227,13 @@ impl ShapePredictorModel {
                 if nleaves != nsplits + 1 {
                     return r.err("tree has a wrong number of leaves");
                 }
-                let mut leaves = Vec::with_capacity(nleaves);
+                let mut leaves = Vec::with_capacity(nleaves * parts2);
                 for _ in 0..nleaves {
                     let l = r.column()?;
                     if l.len() != parts2 {
                         return r.err("leaf of the wrong size");
                     }
-                    leaves.push(l);
+                    leaves.extend_from_slice(&l);
                 }
                 trees.push(Tree { splits, leaves });
             }

@@ -100,9 +100,17 @@ impl ShapePredictor {
     /// Runs the cascade on `img` inside `rect`. Returns sub-pixel points (dlib rounds them
     /// to integers; the pipeline keeps the fraction).
     pub fn predict(&self, img: &Gray<'_>, rect: Rect) -> Vec<[f64; 2]> {
+        self.predict_many(img, &[rect]).pop().unwrap_or_default()
+    }
+
+    /// Runs the cascade for several rectangles at once. Each result is exactly what
+    /// [`ShapePredictor::predict`] gives for that rectangle; walking the trees once for all of
+    /// them reads each leaf (4.8 MB in all, more than the L2 cache) once instead of once per
+    /// rectangle.
+    pub fn predict_many(&self, img: &Gray<'_>, rects: &[Rect]) -> Vec<Vec<[f64; 2]>> {
         let m = &self.model;
         let n = m.parts();
-        let mut shape: Vec<f32> = m.initial_shape.clone();
+        let len = 2 * n;
         let mean: Vec<[f64; 2]> = (0..n)
             .map(|i| {
                 [
@@ -111,45 +119,56 @@ impl ShapePredictor {
                 ]
             })
             .collect();
-        let (w, h) = (rect.width(), rect.height());
-        let to_img = |x: f64, y: f64| [rect.left + x * w, rect.top + y * h];
-        let mut feats: Vec<f32> = Vec::new();
+        let to_img = |r: &Rect, x: f64, y: f64| [r.left + x * r.width(), r.top + y * r.height()];
+        let mut shapes: Vec<Vec<f32>> = rects.iter().map(|_| m.initial_shape.clone()).collect();
+        let mut feats: Vec<Vec<f32>> = rects.iter().map(|_| Vec::new()).collect();
         for level in 0..m.forests.len() {
-            // Similarity from the mean shape to the current shape (dlib casts it to float).
-            let cur: Vec<[f64; 2]> = (0..n)
-                .map(|i| [f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])])
-                .collect();
-            let (tm, _) = similarity(&mean, &cur);
-            let tf = [
-                [tm[0][0] as f32, tm[0][1] as f32],
-                [tm[1][0] as f32, tm[1][1] as f32],
-            ];
             let anchors = &m.anchor_idx[level];
             let deltas = &m.deltas[level];
-            feats.clear();
-            feats.extend(anchors.iter().zip(deltas).map(|(&a, d)| {
-                let a = a as usize;
-                let x = tf[0][0] * d[0] + tf[0][1] * d[1] + shape[2 * a];
-                let y = tf[1][0] * d[0] + tf[1][1] * d[1] + shape[2 * a + 1];
-                let p = to_img(f64::from(x), f64::from(y));
-                img.get(round(p[0]), round(p[1])).map_or(0.0, f32::from)
-            }));
+            for ((shape, f), rect) in shapes.iter_mut().zip(feats.iter_mut()).zip(rects) {
+                // Similarity from the mean shape to the current shape (dlib casts it to float).
+                let cur: Vec<[f64; 2]> = (0..n)
+                    .map(|i| [f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])])
+                    .collect();
+                let (tm, _) = similarity(&mean, &cur);
+                let tf = [
+                    [tm[0][0] as f32, tm[0][1] as f32],
+                    [tm[1][0] as f32, tm[1][1] as f32],
+                ];
+                f.clear();
+                f.extend(anchors.iter().zip(deltas).map(|(&a, d)| {
+                    let a = a as usize;
+                    let x = tf[0][0] * d[0] + tf[0][1] * d[1] + shape[2 * a];
+                    let y = tf[1][0] * d[0] + tf[1][1] * d[1] + shape[2 * a + 1];
+                    let p = to_img(rect, f64::from(x), f64::from(y));
+                    img.get(round(p[0]), round(p[1])).map_or(0.0, f32::from)
+                }));
+            }
             for tree in &m.forests[level] {
-                let mut i = 0usize;
-                while i < tree.splits.len() {
-                    let s = tree.splits[i];
-                    let d = feats[s.idx1 as usize] - feats[s.idx2 as usize];
-                    i = if d > s.thresh { 2 * i + 1 } else { 2 * i + 2 };
-                }
-                if let Some(leaf) = tree.leaves.get(i - tree.splits.len()) {
-                    for (s, l) in shape.iter_mut().zip(leaf) {
-                        *s += *l;
+                for (shape, f) in shapes.iter_mut().zip(&feats) {
+                    let mut i = 0usize;
+                    while i < tree.splits.len() {
+                        let s = tree.splits[i];
+                        let d = f[s.idx1 as usize] - f[s.idx2 as usize];
+                        i = if d > s.thresh { 2 * i + 1 } else { 2 * i + 2 };
+                    }
+                    let leaf = i - tree.splits.len();
+                    if let Some(leaf) = tree.leaves.get(leaf * len..(leaf + 1) * len) {
+                        for (s, l) in shape.iter_mut().zip(leaf) {
+                            *s += *l;
+                        }
                     }
                 }
             }
         }
-        (0..n)
-            .map(|i| to_img(f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])))
+        shapes
+            .iter()
+            .zip(rects)
+            .map(|(shape, r)| {
+                (0..n)
+                    .map(|i| to_img(r, f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])))
+                    .collect()
+            })
             .collect()
     }
 }
@@ -208,15 +227,18 @@ impl ShapePredictor {
         let c = self.canonical_rect(&first);
         let side = c.width();
         let n = jitters.clamp(1, JITTER.len());
-        let mut acc = vec![[0.0; 2]; self.parts()];
-        for j in &JITTER[..n] {
-            let r = Rect {
+        let rects: Vec<Rect> = JITTER[..n]
+            .iter()
+            .map(|j| Rect {
                 left: (c.left + j[0] * side).round(),
                 top: (c.top + j[1] * side).round(),
                 right: (c.left + j[0] * side + j[2] * side).round(),
                 bottom: (c.top + j[1] * side + j[2] * side).round(),
-            };
-            for (a, p) in acc.iter_mut().zip(self.predict(img, r)) {
+            })
+            .collect();
+        let mut acc = vec![[0.0; 2]; self.parts()];
+        for pts in self.predict_many(img, &rects) {
+            for (a, p) in acc.iter_mut().zip(pts) {
                 a[0] += p[0] / n as f64;
                 a[1] += p[1] / n as f64;
             }
