@@ -378,3 +378,31 @@ impl Engine {
         chip::extract_chip(&img, &details, CHIP_SIZE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<Engine>();
+        shareable::<crate::Decider>();
+    }
+
+    #[test]
+    fn rect_from_detection_is_square_and_calibrated() {
+        let d = Detection {
+            score: 0.9,
+            bbox: [100.0, 100.0, 200.0, 200.0],
+            keypoints: [[0.0; 2]; 6],
+        };
+        let r = rect_from_detection(&d);
+        assert!((r.width() - r.height()).abs() <= 1.0);
+        assert!((r.width() - 104.4).abs() <= 1.0, "{r:?}");
+        assert!(
+            r.top < 100.0,
+            "the HOG-like rectangle sits higher than BlazeFace's box: {r:?}"
+        );
+    }
+}
