@@ -299,17 +299,6 @@ impl Engine {
                 Some(pose),
             ));
         }
-        if pose.yaw.abs() > c.max_yaw || pose.pitch.abs() > c.max_pitch {
-            return Err(Reject::new(
-                RejectKind::PoseOutOfRange,
-                format!(
-                    "head turned too far (yaw {:.0}°, pitch {:.0}°; limit ±{:.0}°/±{:.0}°): face the camera",
-                    pose.yaw, pose.pitch, c.max_yaw, c.max_pitch
-                ),
-                Some(pose),
-            ));
-        }
-
         let start = Instant::now();
         let details = chip::face_chip_details(&landmarks, CHIP_SIZE, CHIP_PADDING);
         let chip = chip::extract_chip(&img, &details, CHIP_SIZE);
@@ -337,6 +326,19 @@ impl Engine {
                 Some(pose),
             ));
         }
+        // Pose after exposure: on a badly exposed face the keypoints, hence the pose, are
+        // unreliable, and the exposure is what the user must fix first.
+        if pose.yaw.abs() > c.max_yaw || pose.pitch.abs() > c.max_pitch {
+            return Err(Reject::new(
+                RejectKind::PoseOutOfRange,
+                format!(
+                    "head turned too far (yaw {:.0}°, pitch {:.0}°; limit ±{:.0}°/±{:.0}°): face the camera",
+                    pose.yaw, pose.pitch, c.max_yaw, c.max_pitch
+                ),
+                Some(pose),
+            ));
+        }
+
         if q.sharpness < c.min_sharpness {
             return Err(Reject::new(
                 RejectKind::TooBlurry,
