@@ -152,5 +152,9 @@ fn main() -> Result<()> {
     }
     let hwm = status_kb("VmHWM:").unwrap_or(0);
     println!("peak resident memory (VmHWM): {} MB", hwm / 1024);
+    println!(
+        "threads in this process: {}",
+        status_kb("Threads:").unwrap_or(0)
+    );
     Ok(())
 }
