@@ -196,27 +196,49 @@ fn add(g: &mut Graph, a: &Flow, b: &Flow) -> Flow {
     }
 }
 
-/// Builds the ONNX graph of dlib's face ResNet: input `chip` `[1,3,150,150]` RGB 0..255,
-/// output `descriptor` `[1,128]`.
+/// dlib's input layer feeds `(v − mean_c) / 256` to the first convolution for each colour
+/// channel c. For a gray chip (v equal in all three channels, which is all this engine ever
+/// feeds) that equals one input channel with the weights summed over c and divided by 256,
+/// minus the constant `Σ w·mean_c / 256` in the bias (the first convolution has no padding, so
+/// the constant is the same at every position). A third of the first layer's work.
+pub fn fold_gray_input(conv: &crate::dlib::Conv, mean_rgb: [f32; 3]) -> crate::dlib::Conv {
+    let kk = conv.k * conv.k;
+    let mut w = vec![0f32; conv.out * kk];
+    let mut b = conv.b.clone();
+    for o in 0..conv.out {
+        let mut shift = 0f64;
+        for i in 0..kk {
+            let mut sum = 0f64;
+            for c in 0..conv.inp.min(3) {
+                let v = f64::from(conv.w[(o * conv.inp + c) * kk + i]);
+                sum += v;
+                shift += v * f64::from(mean_rgb[c]);
+            }
+            w[o * kk + i] = (sum / 256.0) as f32;
+        }
+        b[o] = (f64::from(b[o]) - shift / 256.0) as f32;
+    }
+    crate::dlib::Conv {
+        inp: 1,
+        w,
+        b,
+        ..conv.clone()
+    }
+}
+
+/// Builds the ONNX graph of dlib's face ResNet for gray chips: input `chip` `[1,1,150,150]`
+/// gray 0..255 (see [`fold_gray_input`]), output `descriptor` `[1,128]`.
 pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
     let mut g = Graph::default();
     let s = m.input_size;
-    let input = Flow {
+    let x = Flow {
         name: "chip".into(),
-        c: 3,
+        c: 1,
         h: s,
         w: s,
     };
-    let mean = g.float("mean", &[1, 3, 1, 1], m.mean_rgb.to_vec());
-    let scale = g.float("scale", &[1], vec![1.0 / 256.0]);
-    let centred = g.node("Sub", &[&input.name, &mean], vec![]);
-    let x = Flow {
-        name: g.node("Mul", &[&centred, &scale], vec![]),
-        ..input
-    };
-
     let (c0, a0) = &m.convs[0];
-    let x = conv_affine(&mut g, &x, c0, a0);
+    let x = conv_affine(&mut g, &x, &fold_gray_input(c0, m.mean_rgb), a0);
     let x = relu(&mut g, &x);
     let pooled = g.node(
         "MaxPool",
@@ -275,9 +297,9 @@ pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
         name: "dlib_face_recognition_resnet_model_v1".into(),
         node: g.nodes,
         initializer: g.inits,
-        input: vec![value_info("chip", &[1, 3, s as i64, s as i64])],
+        input: vec![value_info("chip", &[1, 1, s as i64, s as i64])],
         output: vec![value_info("descriptor", &[1, m.fc_out as i64])],
-        doc_string: "Converted by aloha-models from dlib's public-domain dlib_face_recognition_resnet_model_v1.dat; affine layers folded into the convolutions".into(),
+        doc_string: "Converted by aloha-models from dlib's public-domain dlib_face_recognition_resnet_model_v1.dat; affine layers folded into the convolutions, gray input folded into the first".into(),
         ..Default::default()
     };
     let model = pb::ModelProto {

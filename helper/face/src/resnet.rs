@@ -31,7 +31,7 @@ impl Resnet {
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(corrupt)?
-            .with_input_fact(0, f32::fact([1, 3, 150, 150]).into())
+            .with_input_fact(0, f32::fact([1, 1, 150, 150]).into())
             .map_err(corrupt)?
             .into_optimized()
             .map_err(corrupt)?;
@@ -39,17 +39,18 @@ impl Resnet {
         Ok(Self { plan })
     }
 
-    /// The descriptor of an RGB chip given as three planes `[r, g, b]` of `150×150` values
-    /// (0..255).
-    pub fn describe_planes(&self, planes: Vec<f32>) -> Result<[f32; DESCRIPTOR_LEN]> {
-        if planes.len() != 3 * 150 * 150 {
+    /// The descriptor of a gray chip (150×150, 0..255): what dlib computes for that chip
+    /// converted to RGB with the gray value in all three channels.
+    pub fn describe_gray(&self, chip: &GrayImage) -> Result<[f32; DESCRIPTOR_LEN]> {
+        if chip.data.len() != 150 * 150 {
             return Err(infer(format!(
-                "chip has {} values, expected {}",
-                planes.len(),
-                3 * 150 * 150
+                "chip has {} pixels, expected {}",
+                chip.data.len(),
+                150 * 150
             )));
         }
-        let input = Tensor::from_shape(&[1, 3, 150, 150], &planes).map_err(infer)?;
+        let plane: Vec<f32> = chip.data.iter().map(|&v| f32::from(v)).collect();
+        let input = Tensor::from_shape(&[1, 1, 150, 150], &plane).map_err(infer)?;
         let out = self.plan.run(tvec!(input.into())).map_err(infer)?;
         let Some(first) = out.first() else {
             return Err(infer("no output"));
@@ -63,16 +64,5 @@ impl Resnet {
             *o = *v;
         }
         Ok(d)
-    }
-
-    /// The descriptor of a gray chip (the gray value fed to all three channels, as dlib does
-    /// with a gray image converted to RGB).
-    pub fn describe_gray(&self, chip: &GrayImage) -> Result<[f32; DESCRIPTOR_LEN]> {
-        let plane: Vec<f32> = chip.data.iter().map(|&v| f32::from(v)).collect();
-        let mut planes = Vec::with_capacity(plane.len() * 3);
-        for _ in 0..3 {
-            planes.extend_from_slice(&plane);
-        }
-        self.describe_planes(planes)
     }
 }
