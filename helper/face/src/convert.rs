@@ -209,10 +209,10 @@ pub fn fold_gray_input(conv: &crate::dlib::Conv, mean_rgb: [f32; 3]) -> crate::d
         let mut shift = 0f64;
         for i in 0..kk {
             let mut sum = 0f64;
-            for c in 0..conv.inp.min(3) {
+            for (c, mean) in mean_rgb.iter().enumerate().take(conv.inp) {
                 let v = f64::from(conv.w[(o * conv.inp + c) * kk + i]);
                 sum += v;
-                shift += v * f64::from(mean_rgb[c]);
+                shift += v * f64::from(*mean);
             }
             w[o * kk + i] = (sum / 256.0) as f32;
         }
