@@ -6,8 +6,8 @@
 pub mod build;
 pub mod daemon;
 pub mod fixture;
-pub mod pam;
-pub mod swtpm;
 pub mod namespace;
+pub mod pam;
 pub mod pty;
+pub mod swtpm;
 pub mod syslog;
