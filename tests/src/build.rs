@@ -4,8 +4,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Names `target/<profile>` for a child that cannot work it out itself (see [`profile_dir`]).
+pub const PROFILE_DIR_ENV: &str = "ALOHA_TESTS_PROFILE_DIR";
+
 /// `target/<profile>` of the running test executable (`target/<profile>/deps/<test>`).
+///
+/// A process that has unshared its mount namespace inside a chroot (CI containers, fresh
+/// machines) sees `/proc/self/exe` as a path from the host's root, which does not exist in
+/// the chroot; such a process is told the directory by its parent through [`PROFILE_DIR_ENV`].
 pub fn profile_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(PROFILE_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("exe dir").to_path_buf();
     if dir.ends_with("deps") {

@@ -152,6 +152,10 @@ fn run_scenario(kind: Kind) -> Scenario {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sudo-su-scenario"))
         .args(["--kind", kind_arg])
         .env("ALOHA_TESTS_NO_BUILD", "1")
+        .env(
+            aloha_tests::build::PROFILE_DIR_ENV,
+            aloha_tests::build::profile_dir(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
