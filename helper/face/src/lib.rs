@@ -13,6 +13,7 @@
 //! [`FrameSource`] trait that alohad feeds it from. See `docs/face-engine.md`.
 
 pub mod chip;
+pub mod cnn;
 pub mod config;
 pub mod convert;
 pub mod decide;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod frame;
+pub mod gemm;
 pub mod landmarks;
 pub mod models;
 pub mod pose;

@@ -1,17 +1,20 @@
-//! dlib's face ResNet (converted to ONNX by `aloha-models`), run by tract on one thread.
+//! dlib's face ResNet (converted to ONNX by `aloha-models`), run by the crate's own executor
+//! ([`crate::cnn`]) on the caller's thread.
 
 use crate::DESCRIPTOR_LEN;
 use crate::chip::GrayImage;
+use crate::cnn::Net;
 use crate::error::{FaceError, Result};
 use std::path::Path;
-use tract_onnx::prelude::*;
+use std::sync::Arc;
 
-type Plan = TypedSimplePlan;
+/// Side of the square chip the network reads.
+const CHIP: usize = 150;
 
 /// The descriptor network.
 #[derive(Debug, Clone)]
 pub struct Resnet {
-    plan: std::sync::Arc<Plan>,
+    net: Arc<Net>,
 }
 
 fn infer(why: impl std::fmt::Display) -> FaceError {
@@ -22,47 +25,41 @@ fn infer(why: impl std::fmt::Display) -> FaceError {
 }
 
 impl Resnet {
-    /// Loads and optimises the ONNX bytes of the converted model.
+    /// Loads the ONNX bytes of the converted model and packs its weights.
     pub fn from_onnx(bytes: &[u8], path: &Path) -> Result<Self> {
-        let corrupt = |e: TractError| FaceError::ModelCorrupt {
+        let corrupt = |why: String| FaceError::ModelCorrupt {
             path: path.into(),
-            why: format!("{e:#}"),
+            why,
         };
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(corrupt)?
-            .with_input_fact(0, f32::fact([1, 1, 150, 150]).into())
-            .map_err(corrupt)?
-            .into_optimized()
-            .map_err(corrupt)?;
-        let plan = model.into_runnable().map_err(corrupt)?;
-        Ok(Self { plan })
+        let net = Net::from_onnx(bytes).map_err(|e| corrupt(e.0))?;
+        if net.input_size() != (CHIP, CHIP) || net.output_len() != DESCRIPTOR_LEN {
+            return Err(corrupt(format!(
+                "network reads {:?} and gives {} values; expected ({CHIP}, {CHIP}) and {DESCRIPTOR_LEN}",
+                net.input_size(),
+                net.output_len()
+            )));
+        }
+        Ok(Self { net: Arc::new(net) })
+    }
+
+    /// The executor (for the bench's throughput figure).
+    pub fn net(&self) -> &Net {
+        &self.net
     }
 
     /// The descriptor of a gray chip (150×150, 0..255): what dlib computes for that chip
     /// converted to RGB with the gray value in all three channels.
     pub fn describe_gray(&self, chip: &GrayImage) -> Result<[f32; DESCRIPTOR_LEN]> {
-        if chip.data.len() != 150 * 150 {
+        if chip.data.len() != CHIP * CHIP {
             return Err(infer(format!(
                 "chip has {} pixels, expected {}",
                 chip.data.len(),
-                150 * 150
+                CHIP * CHIP
             )));
         }
         let plane: Vec<f32> = chip.data.iter().map(|&v| f32::from(v)).collect();
-        let input = Tensor::from_shape(&[1, 1, 150, 150], &plane).map_err(infer)?;
-        let out = self.plan.run(tvec!(input.into())).map_err(infer)?;
-        let Some(first) = out.first() else {
-            return Err(infer("no output"));
-        };
-        let view = first.to_plain_array_view::<f32>().map_err(infer)?;
         let mut d = [0f32; DESCRIPTOR_LEN];
-        if view.len() != DESCRIPTOR_LEN {
-            return Err(infer(format!("output has {} values", view.len())));
-        }
-        for (o, v) in d.iter_mut().zip(view.iter()) {
-            *o = *v;
-        }
+        self.net.run(&plane, &mut d).map_err(|e| infer(e.0))?;
         Ok(d)
     }
 }

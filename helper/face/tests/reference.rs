@@ -89,15 +89,44 @@ fn network_on_dlib_chips_matches_dlib_within_1e4() {
         };
         let got = engine().resnet().describe_gray(&chip).unwrap();
         let want = oracle(name).descriptor;
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        println!("{name}: max |Δ| = {worst:.2e}");
+        let worst = max_abs_diff(&got, &want);
+        println!(
+            "{name}: max |Δ| = {worst:.2e} ({:?} kernel)",
+            engine().resnet().net().isa()
+        );
         assert!(
             worst <= 1e-4,
             "{name}: network differs from dlib by {worst}"
+        );
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// CPUs without AVX2 (and other architectures) run the portable kernel: it must agree with
+/// dlib as closely as the vector kernel does.
+#[test]
+fn portable_kernel_matches_dlib_within_1e4() {
+    let path = models::dev_dir().join(models::RESNET);
+    let mut net = aloha_face::cnn::Net::from_onnx(&std::fs::read(&path).unwrap()).unwrap();
+    net.set_portable();
+    for name in NAMES {
+        let img = image::open(data().join(format!("{name}.chip.ppm")))
+            .unwrap()
+            .into_luma8();
+        let input: Vec<f32> = img.pixels().map(|p| f32::from(p[0])).collect();
+        let mut got = vec![0f32; net.output_len()];
+        net.run(&input, &mut got).unwrap();
+        let worst = max_abs_diff(&got, &oracle(name).descriptor);
+        println!("{name}: portable kernel max |Δ| = {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{name}: portable kernel differs from dlib by {worst}"
         );
     }
 }
@@ -321,4 +350,24 @@ fn missing_and_corrupt_models_are_clear_errors() {
         std::fs::write(dir.join(m), &good).unwrap();
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The executor knows one family of graphs; anything else is refused at load, by name.
+#[test]
+fn executor_refuses_other_graphs_and_truncated_files() {
+    let dir = models::dev_dir();
+    let blazeface = std::fs::read(dir.join(models::BLAZEFACE)).unwrap();
+    let e = aloha_face::cnn::Net::from_onnx(&blazeface).unwrap_err();
+    println!("BlazeFace: {e}");
+    assert!(
+        e.0.contains("unsupported") || e.0.contains("only") || e.0.contains("expected"),
+        "{e}"
+    );
+    let resnet = std::fs::read(dir.join(models::RESNET)).unwrap();
+    for cut in [0, 100, resnet.len() / 2, resnet.len() - 1] {
+        assert!(
+            aloha_face::cnn::Net::from_onnx(&resnet[..cut]).is_err(),
+            "a model cut at {cut} bytes was accepted"
+        );
+    }
 }

@@ -134,10 +134,15 @@ fn main() -> Result<()> {
         time(n, || chip::extract_chip(&img, &details, CHIP_SIZE)),
     ));
     rows.push(("quality gates", time(n, || quality::measure(&the_chip))));
-    rows.push((
-        "descriptor (dlib ResNet in tract)",
-        time(n, || engine.resnet().describe_gray(&the_chip).map(|d| d[0])),
-    ));
+    let net = engine.resnet().net();
+    let descriptor = time(n, || engine.resnet().describe_gray(&the_chip).map(|d| d[0]));
+    let gflops = 2.0 * net.macs() as f64 / (descriptor.0 * 1e-3) / 1e9;
+    println!(
+        "descriptor network: {:.3} G multiply-adds per chip, {gflops:.1} GFLOP/s at the median ({:?} kernel)",
+        net.macs() as f64 / 1e9,
+        net.isa()
+    );
+    rows.push(("descriptor (dlib ResNet, own executor)", descriptor));
     rows.push((
         "whole pipeline, 8-bit frame",
         time(n, || engine.analyze(&frame).is_ok()),
