@@ -218,8 +218,8 @@ pub fn extract_chip(img: &Gray<'_>, d: &ChipDetails, size: usize) -> GrayImage {
 /// dlib's `interpolate_bilinear`: black outside, the value truncated to 8 bits.
 #[inline]
 fn bilinear(img: &Gray<'_>, x: f64, y: f64) -> u8 {
-    let left = x.floor();
-    let top = y.floor();
+    let left = crate::num::floor(x);
+    let top = crate::num::floor(y);
     if left < 0.0 || top < 0.0 || left + 1.0 >= img.w as f64 || top + 1.0 >= img.h as f64 {
         return 0;
     }

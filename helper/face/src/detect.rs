@@ -186,23 +186,32 @@ pub fn letterbox(img: &Gray<'_>, pad: f32) -> (Vec<f32>, f32, f32, f32) {
     };
     let xs = taps(img.w, ox);
     let ys = taps(img.h, oy);
+    // In-frame sample columns of each output column, as a range into one index list: the
+    // inner loop then sums bytes as integers (exact, so the order does not matter) and the
+    // samples outside the frame are added as `fill` once per output pixel.
+    let mut xidx: Vec<usize> = Vec::with_capacity(SIZE * k);
+    let mut cols: Vec<(usize, usize)> = Vec::with_capacity(SIZE);
+    for c in 0..SIZE {
+        let from = xidx.len();
+        xidx.extend(xs[c * k..(c + 1) * k].iter().flatten());
+        cols.push((from, xidx.len()));
+    }
     let scale = 1.0 / ((k * k) as f32 * 127.5);
     let mut input = Vec::with_capacity(SIZE * SIZE * 3);
+    let mut sums = vec![0u32; SIZE];
     for r in 0..SIZE {
-        let rows: Vec<Option<&[u8]>> = ys[r * k..(r + 1) * k]
-            .iter()
-            .map(|y| y.map(|y| &img.data[y * img.w..(y + 1) * img.w]))
-            .collect();
-        for c in 0..SIZE {
-            let mut acc = 0.0f32;
-            for row in &rows {
-                for x in &xs[c * k..(c + 1) * k] {
-                    acc += match (row, x) {
-                        (Some(row), Some(x)) => f32::from(row[*x]),
-                        _ => fill,
-                    };
-                }
+        sums.fill(0);
+        let mut ny = 0usize;
+        for &y in ys[r * k..(r + 1) * k].iter().flatten() {
+            ny += 1;
+            let row = &img.data[y * img.w..(y + 1) * img.w];
+            for (sum, &(a, b)) in sums.iter_mut().zip(&cols) {
+                *sum += xidx[a..b].iter().map(|&x| u32::from(row[x])).sum::<u32>();
             }
+        }
+        for (&sum, &(a, b)) in sums.iter().zip(&cols) {
+            let outside = k * k - ny * (b - a);
+            let acc = sum as f32 + outside as f32 * fill;
             let v = acc * scale - 1.0;
             input.extend_from_slice(&[v, v, v]);
         }
@@ -329,6 +338,61 @@ mod tests {
             "weighted average of 0 and 1"
         );
         assert_eq!(out[1].bbox[0], 50.0);
+    }
+
+    /// The box filter, sample by sample in float, as first written.
+    fn letterbox_naive(img: &Gray<'_>, pad: f32) -> Vec<f32> {
+        let long = img.w.max(img.h) as f32;
+        let side = long * (1.0 + 2.0 * pad);
+        let (ox, oy) = ((side - img.w as f32) / 2.0, (side - img.h as f32) / 2.0);
+        let fill = border_mean(img);
+        let step = side / SIZE as f32;
+        let k = (step.ceil() as usize).clamp(1, 8);
+        let at = |i: usize, off: f32, n: usize| {
+            let v = ((i / k) as f32 + ((i % k) as f32 + 0.5) / k as f32) * step - off;
+            let f = v.floor();
+            (f >= 0.0 && (f as usize) < n).then_some(f as usize)
+        };
+        let mut out = Vec::new();
+        for r in 0..SIZE {
+            for c in 0..SIZE {
+                let mut acc = 0.0f32;
+                for i in r * k..(r + 1) * k {
+                    for j in c * k..(c + 1) * k {
+                        acc += match (at(i, oy, img.h), at(j, ox, img.w)) {
+                            (Some(y), Some(x)) => f32::from(img.data[y * img.w + x]),
+                            _ => fill,
+                        };
+                    }
+                }
+                out.push(acc / ((k * k) as f32 * 127.5) - 1.0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn letterbox_is_the_box_filter() {
+        for (w, h, pad) in [
+            (640, 480, 0.1),
+            (480, 640, 0.0),
+            (333, 200, 0.25),
+            (100, 100, 0.0),
+        ] {
+            let data: Vec<u8> = (0..w * h)
+                .map(|i| ((i * 7919 + i / w * 13) % 256) as u8)
+                .collect();
+            let img = Gray { w, h, data: &data };
+            let (got, ..) = letterbox(&img, pad);
+            let want = letterbox_naive(&img, pad);
+            assert_eq!(got.len(), 3 * want.len());
+            for (i, (g, e)) in got.chunks_exact(3).zip(&want).enumerate() {
+                assert!(
+                    g.iter().all(|v| (v - e).abs() < 1e-5),
+                    "{w}x{h} pixel {i}: {g:?} vs {e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> ([[f64; 2]; 2], [f64; 2
 /// dlib's `point` conversion: round half up.
 #[inline]
 fn round(v: f64) -> i64 {
-    (v + 0.5).floor() as i64
+    crate::num::floor(v + 0.5) as i64
 }
 
 /// The landmark model, ready to run.
@@ -250,6 +250,38 @@ impl ShapePredictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_is_round_half_up() {
+        for v in [
+            0.0,
+            0.49,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -0.51,
+            -1.5,
+            -2.0,
+            1e-300,
+            -1e-300,
+            3.999_999_9,
+            1e18,
+            -1e18,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
+            assert_eq!(round(v), (v + 0.5).floor() as i64, "{v}");
+        }
+        let mut x = -1000.0;
+        while x < 1000.0 {
+            assert_eq!(round(x), (x + 0.5).floor() as i64, "{x}");
+            x += 0.0625 + 1e-9;
+        }
+    }
 
     #[test]
     fn similarity_recovers_a_known_transform() {

@@ -26,6 +26,7 @@ pub mod frame;
 pub mod gemm;
 pub mod landmarks;
 pub mod models;
+mod num;
 pub mod pose;
 pub mod profile;
 pub mod quality;
