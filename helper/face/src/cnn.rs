@@ -15,14 +15,9 @@ use std::sync::Mutex;
 use tract_onnx::pb;
 
 /// Why a graph cannot be loaded or run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct NetError(pub String);
-
-impl std::fmt::Display for NetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 type R<T> = std::result::Result<T, NetError>;
 

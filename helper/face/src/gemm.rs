@@ -57,7 +57,8 @@ pub struct Block<'a> {
 }
 
 /// Why a block call was refused (an out-of-range geometry: a bug, never a panic).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct BlockError(pub &'static str);
 
 /// The largest `a` index a block reads, plus one.

@@ -5,7 +5,7 @@
 //!    5-point regression trees, ported);
 //! 2. check the head orientation — [`pose`] (yaw, pitch, roll; ±15° gate);
 //! 3. compute the representation from the aligned face — [`chip`] (dlib's 150×150 face chip)
-//!    and [`resnet`] (dlib's ResNet, run by tract);
+//!    and [`resnet`] (dlib's ResNet, run by the own executor [`cnn`]);
 //! 4. decide — [`profile`] (encrypted enrolment profiles) and [`decide`] (M-of-K decision with
 //!    a threshold that tightens with the number of enrolled users).
 //!
