@@ -36,11 +36,29 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
-    timeout: Duration,
+    bound: Bound,
+}
+
+/// How long the client waits for alohad.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// Each step (connect, every reply) gets this long.
+    EachStep(Duration),
+    /// Every step ends by this instant: one bound on a whole conversation (pam_aloha).
+    Until(Instant),
+}
+
+impl Bound {
+    fn deadline(self) -> Instant {
+        match self {
+            Bound::EachStep(t) => Instant::now() + t,
+            Bound::Until(d) => d,
+        }
+    }
 }
 
 /// Connect without blocking past `deadline` (a full listen backlog makes connect(2) wait).
-fn connect_until(path: &Path, deadline: Instant) -> Result<UnixStream, ClientError> {
+fn connect_socket(path: &Path, deadline: Instant) -> Result<UnixStream, ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
         path: path.into(),
         reason,
@@ -80,13 +98,27 @@ fn connect_until(path: &Path, deadline: Instant) -> Result<UnixStream, ClientErr
 }
 
 impl Client {
-    /// Connect, check that the daemon runs as root, and exchange protocol versions.
+    /// Connect, check that the daemon runs as root, and exchange protocol versions. Each
+    /// step, and later each call, may take `timeout`.
     pub fn connect(
         socket_path: &Path,
         timeout: Duration,
         client_name: &str,
     ) -> Result<Client, ClientError> {
-        let stream = connect_until(socket_path, Instant::now() + timeout)?;
+        Client::open(socket_path, Bound::EachStep(timeout), client_name)
+    }
+
+    /// As [`Client::connect`], but this and every later call end by `deadline`.
+    pub fn connect_until(
+        socket_path: &Path,
+        deadline: Instant,
+        client_name: &str,
+    ) -> Result<Client, ClientError> {
+        Client::open(socket_path, Bound::Until(deadline), client_name)
+    }
+
+    fn open(socket_path: &Path, bound: Bound, client_name: &str) -> Result<Client, ClientError> {
+        let stream = connect_socket(socket_path, bound.deadline())?;
         let creds = getsockopt(&stream, sockopt::PeerCredentials).map_err(|e| {
             ClientError::Unreachable {
                 path: socket_path.into(),
@@ -99,7 +131,7 @@ impl Client {
                 uid: creds.uid(),
             });
         }
-        let mut client = Client { stream, timeout };
+        let mut client = Client { stream, bound };
         match client.call(&Request::Hello {
             version: PROTOCOL_VERSION,
             client: client_name.into(),
@@ -118,7 +150,7 @@ impl Client {
     /// Send one request and wait (bounded) for its reply. Daemon refusals come back as
     /// [`ClientError::Refused`].
     pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.bound.deadline();
         let bytes = protocol::encode(request).map_err(|e| ClientError::Malformed(e.to_string()))?;
         frame::write_frame(&mut self.stream, &bytes, deadline)?;
         let reply = frame::read_frame(&mut self.stream, deadline, MAX_FRAME_LEN)?;
