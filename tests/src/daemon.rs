@@ -29,8 +29,13 @@ pub struct Options {
     pub backend: Backend,
     /// More TOML appended to the config (sections other than [daemon] and [tpm]).
     pub extra: String,
+    /// More keys for the [daemon] section (e.g. `io_timeout_ms = 1000`).
+    pub daemon_extra: String,
     /// `user:password` pairs accepted by the password service (pam_matrix).
     pub passwords: Vec<(String, String)>,
+    /// Check account passwords with the system's own `aloha` service in /etc/pam.d (only
+    /// inside a private mount namespace, where /etc is an overlay) instead of pam_matrix.
+    pub system_password_service: bool,
 }
 
 impl Options {
@@ -38,7 +43,9 @@ impl Options {
         Options {
             backend,
             extra: String::new(),
+            daemon_extra: String::new(),
             passwords: Vec::new(),
+            system_password_service: false,
         }
     }
 }
@@ -113,12 +120,21 @@ impl Daemon {
             Backend::Software => ("software", "device:/dev/null".to_string()),
             Backend::Tpm(tcti) => ("tpm", tcti.clone()),
         };
+        // The system service is the default: `aloha` in /etc/pam.d.
+        let password_service = if self.opts.system_password_service {
+            String::new()
+        } else {
+            format!(
+                "password_service = \"aloha-test\"\npassword_service_dir = \"{}\"\n",
+                pam_dir.display()
+            )
+        };
         let config = format!(
-            "version = 1\n[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\npassword_service = \"aloha-test\"\n\
-             password_service_dir = \"{}\"\n[tpm]\nbackend = \"{backend}\"\ntcti = \"{tcti}\"\n{}\n",
+            "version = 1\n[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{password_service}{}\n\
+             [tpm]\nbackend = \"{backend}\"\ntcti = \"{tcti}\"\n{}\n",
             self.socket().display(),
             self.state_dir().display(),
-            pam_dir.display(),
+            self.opts.daemon_extra,
             self.opts.extra
         );
         fs::write(self.config_path(), config).unwrap();

@@ -21,6 +21,12 @@ pub struct Fixture {
 impl Fixture {
     pub fn start(kind: Kind, configure: impl FnOnce(&mut Options)) -> Fixture {
         let swtpm = (kind == Kind::Tpm).then(Swtpm::start);
+        Fixture::on(swtpm, configure)
+    }
+
+    /// A daemon on this swtpm (started by the caller, e.g. with other DA parameters), or on
+    /// the software vault for `None`.
+    pub fn on(swtpm: Option<Swtpm>, configure: impl FnOnce(&mut Options)) -> Fixture {
         let backend = match &swtpm {
             Some(s) => Backend::Tpm(s.tcti()),
             None => Backend::Software,

@@ -484,3 +484,115 @@ pub fn mount_points() -> io::Result<Vec<String>> {
     points.sort();
     Ok(points)
 }
+
+/// What a scenario binary run by [`run_scenario`] printed, and what it left behind.
+#[derive(Debug)]
+pub struct ScenarioRun {
+    /// The last line of its stdout, as JSON.
+    pub report: serde_json::Value,
+    pub stderr: String,
+    /// Processes found in its namespace after it exited (killed by pid).
+    pub stray: Vec<String>,
+}
+
+/// Run a scenario binary that enters a [`PrivateSystem`], prints `{"mnt_ns": N}`, waits for a
+/// line on stdin and ends by printing one JSON report line (see `src/bin/shipped-pam-scenario.rs`).
+/// The namespace is held open until the child has exited, so that its id cannot be reused while
+/// we look for processes left in it. Panics with the child's stderr if it fails or hangs.
+pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> ScenarioRun {
+    use std::io::BufRead;
+    use std::time::Instant;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("ALOHA_TESTS_NO_BUILD", "1")
+        .env(crate::build::PROFILE_DIR_ENV, crate::build::profile_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the scenario printed no namespace:\n{}",
+            stderr_reader.join().unwrap_or_default()
+        );
+    };
+    let v: serde_json::Value = serde_json::from_str(&first).expect("first line is {\"mnt_ns\": N}");
+    let ns = v["mnt_ns"].as_u64().expect("mnt_ns");
+    let handle = fs::File::open(format!("/proc/{pid}/ns/mnt")).expect("open the child's namespace");
+    assert_eq!(
+        handle.metadata().expect("ns").ino(),
+        ns,
+        "the child reported another namespace"
+    );
+    assert_ne!(
+        Some(ns),
+        mount_namespace(None).ok(),
+        "the scenario did not leave the test's mount namespace"
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("tell the scenario to go on");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stray = Vec::new();
+    for p in processes_in_mount_namespace(ns) {
+        stray.push(describe_process(p));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    drop(handle);
+    let stderr = stderr_reader.join().unwrap_or_default();
+    let lines: Vec<String> = rx.try_iter().collect();
+    let _ = reader.join();
+    let Some(status) = status else {
+        panic!("the scenario did not finish within {timeout:?}:\n{stderr}");
+    };
+    assert!(
+        status.success(),
+        "the scenario failed ({status}):\n{stderr}"
+    );
+    let last = lines
+        .last()
+        .unwrap_or_else(|| panic!("no report:\n{stderr}"));
+    let report = serde_json::from_str(last).unwrap_or_else(|e| panic!("bad report {e}: {last}"));
+    ScenarioRun {
+        report,
+        stderr,
+        stray,
+    }
+}

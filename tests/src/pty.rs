@@ -211,6 +211,15 @@ impl Session {
         }
     }
 
+    /// Whether the terminal echoes what is typed (`None` on pipes).
+    pub fn echo(&self) -> io::Result<Option<bool>> {
+        let Some(master) = &self.master else {
+            return Ok(None);
+        };
+        let modes = tcgetattr(master.as_fd()).map_err(io::Error::from)?;
+        Ok(Some(modes.local_flags.contains(LocalFlags::ECHO)))
+    }
+
     /// Type a line. On a pty, first wait (up to 5 s) for the terminal to switch echo off, as
     /// every password/PIN prompt does, so that the program's input flush cannot eat the line.
     pub fn send_secret(&mut self, text: &str) -> io::Result<()> {

@@ -248,8 +248,9 @@ impl Swtpm {
         }
     }
 
-    /// Run a tpm2-tools command against this TPM.
-    fn tpm2_tool(&self, tool: &str, args: &[String]) -> Result<(), String> {
+    /// Run a tpm2-tools command against this TPM. swtpm serves one client at a time: stop the
+    /// alohad that uses this TPM first.
+    pub fn tpm2_tool(&self, tool: &str, args: &[String]) -> Result<(), String> {
         let mut cmd = Command::new(tool);
         cmd.args(args)
             .env("TPM2TOOLS_TCTI", self.tcti())

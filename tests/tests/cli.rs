@@ -1,11 +1,12 @@
 //! The `aloha` CLI against a real alohad, on the software vault and on swtpm.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use aloha_tests::both;
 use aloha_tests::fixture::{Fixture, Kind};
+use aloha_tests::pty::{Channel, Session};
 use serde_json::Value;
 
 const NOBODY: u32 = 65534;
@@ -371,10 +372,26 @@ fn hello(s: &mut UnixStream) {
     assert_eq!(read_reply(s)["reply"], "hello");
 }
 
-fn closed(s: &mut UnixStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// How a connection looks from the client's side after waiting up to `wait`.
+#[derive(Debug, PartialEq, Eq)]
+enum Peer {
+    /// End of stream: the daemon closed it.
+    Closed,
+    /// Nothing arrived within the wait: the daemon still holds it open.
+    Open,
+    /// Bytes arrived (or an error other than a timeout): neither of the above.
+    Other(String),
+}
+
+fn peer(s: &mut UnixStream, wait: Duration) -> Peer {
+    s.set_read_timeout(Some(wait)).unwrap();
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    match s.read(&mut b) {
+        Ok(0) => Peer::Closed,
+        Ok(_) => Peer::Other(format!("a byte {:#04x}", b[0])),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Peer::Open,
+        Err(e) => Peer::Other(e.to_string()),
+    }
 }
 
 #[test]
@@ -391,7 +408,7 @@ fn bad_clients_get_a_clear_error_and_cost_nothing() {
         r["message"].as_str().unwrap().contains("exceeds the limit"),
         "{r}"
     );
-    assert!(closed(&mut s));
+    assert_eq!(peer(&mut s, Duration::from_secs(10)), Peer::Closed);
     // Garbage JSON.
     let mut s = UnixStream::connect(&sock).unwrap();
     s.write_all(&frame(b"\x00\x01not json")).unwrap();
@@ -430,23 +447,66 @@ fn bad_clients_get_a_clear_error_and_cost_nothing() {
     verify_nobody(&f, PIN).ok();
 }
 
+/// The frame deadline of the daemon in the stalled-client test: short, so the test is quick,
+/// but long enough that the well-behaved client is served well inside it.
+const STALL_IO_TIMEOUT: Duration = Duration::from_secs(4);
+
 #[test]
 fn a_silent_client_neither_stalls_others_nor_lives_forever() {
-    let f = Fixture::start(Kind::Software, |o| o.extra = String::new());
+    let f = Fixture::start(Kind::Software, |o| {
+        o.daemon_extra = format!("io_timeout_ms = {}\n", STALL_IO_TIMEOUT.as_millis());
+    });
     enrol_nobody(&f);
-    // A client that connects and says nothing, and one that stops mid-frame.
+    // Stalled clients, connected (and so accepted) before the well-behaved one: one says
+    // nothing, one stops inside the length header, one inside the body.
+    let stalled_at = Instant::now();
     let mut silent = UnixStream::connect(f.daemon.socket()).unwrap();
-    let mut stuck = UnixStream::connect(f.daemon.socket()).unwrap();
-    stuck.write_all(&50u32.to_be_bytes()).unwrap();
-    // Others are served meanwhile.
-    let t = Instant::now();
+    let mut in_header = UnixStream::connect(f.daemon.socket()).unwrap();
+    in_header.write_all(&[0, 0]).unwrap();
+    let mut in_body = UnixStream::connect(f.daemon.socket()).unwrap();
+    in_body.write_all(&50u32.to_be_bytes()).unwrap();
+    in_body.write_all(b"{\"op\":").unwrap();
+    // A well-behaved client is served meanwhile: a full sign-in and a status.
     verify_nobody(&f, PIN).ok();
     assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
-    let served_in = t.elapsed();
-    // And the silent ones are dropped after the frame deadline (5 s by default).
-    assert!(closed(&mut silent));
-    assert!(closed(&mut stuck));
-    eprintln!("served another client in {served_in:?} while two were stalled");
+    let served_in = stalled_at.elapsed();
+    // ... while the stalled clients still hold their connections. A daemon that serves one
+    // client at a time would have served it only after dropping all three, each after the
+    // full deadline, so this could not hold.
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("in_header", &mut in_header),
+        ("in_body", &mut in_body),
+    ] {
+        assert_eq!(
+            peer(s, Duration::from_millis(1)),
+            Peer::Open,
+            "the {name} client was dropped before another client was served ({served_in:?})"
+        );
+    }
+    assert!(
+        served_in < STALL_IO_TIMEOUT,
+        "served only after {served_in:?}, not within the {STALL_IO_TIMEOUT:?} deadline the \
+         stalled clients hold"
+    );
+    // And the stalled ones are dropped after the frame deadline: EOF, not a timeout of ours.
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("in_header", &mut in_header),
+        ("in_body", &mut in_body),
+    ] {
+        assert_eq!(
+            peer(s, STALL_IO_TIMEOUT + Duration::from_secs(10)),
+            Peer::Closed,
+            "the {name} client"
+        );
+        let held = stalled_at.elapsed();
+        assert!(
+            held >= STALL_IO_TIMEOUT - Duration::from_millis(100),
+            "the {name} client was dropped after {held:?}, before the deadline"
+        );
+    }
+    eprintln!("served another client in {served_in:?} while three were stalled");
 }
 
 #[test]
@@ -497,4 +557,409 @@ fn no_daemon_is_a_clear_error() {
     let run = aloha_tests::daemon::run_with_stdin(cmd, "");
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("is alohad running?"), "{run:?}");
+}
+
+// ---------------------------------------------------------------- --socket, the terminal
+
+#[test]
+fn the_socket_flag_overrides_the_configured_socket() {
+    let f = Fixture::start(Kind::Software, |_| {});
+    enrol_nobody(&f);
+    // A config that names the same state dir but a socket where nothing listens.
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("aloha.toml");
+    let missing = dir.path().join("missing.sock");
+    std::fs::write(
+        &elsewhere,
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
+            missing.display(),
+            f.daemon.state_dir().display()
+        ),
+    )
+    .unwrap();
+    let aloha = |args: &[&str], stdin: &str| {
+        let mut cmd = std::process::Command::new(aloha_tests::build::artifact("aloha"));
+        cmd.arg("--config").arg(&elsewhere).args(args);
+        aloha_tests::daemon::run_with_stdin(cmd, stdin)
+    };
+    let none = aloha(&["status", "--user", "nobody"], "");
+    assert_eq!(none.code, 3, "{none:?}");
+    assert!(
+        none.stderr.contains(&missing.display().to_string()),
+        "{none:?}"
+    );
+    let socket = f.daemon.socket().display().to_string();
+    let s = aloha(
+        &["--socket", &socket, "status", "--json", "--user", "nobody"],
+        "",
+    );
+    s.ok();
+    let json: Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(json["enrolled"], true, "{json}");
+    // After the subcommand too (a global flag), and for a full sign-in.
+    aloha(
+        &[
+            "verify",
+            "--user",
+            "nobody",
+            "--pin-stdin",
+            "--socket",
+            &socket,
+        ],
+        &format!("{PIN}\n"),
+    )
+    .ok();
+    // A socket path that is not a socket at all is a clear error, not a hang.
+    let not_a_socket = dir.path().join("plain-file");
+    std::fs::write(&not_a_socket, "").unwrap();
+    let bad = aloha(
+        &[
+            "--socket",
+            &not_a_socket.display().to_string(),
+            "status",
+            "--user",
+            "nobody",
+        ],
+        "",
+    );
+    assert_eq!(bad.code, 3, "{bad:?}");
+    assert!(bad.stderr.contains("alohad is not reachable"), "{bad:?}");
+}
+
+/// `aloha` on a pty of its own (its controlling terminal), as a person runs it.
+fn on_pty(f: &Fixture, args: &[&str]) -> Session {
+    let mut cmd = std::process::Command::new(aloha_tests::build::artifact("aloha"));
+    cmd.arg("--config")
+        .arg(f.daemon.config_path())
+        .args(args)
+        .env("TERM", "dumb");
+    Session::spawn(cmd, Channel::Pty).unwrap()
+}
+
+/// Wait for `prompt`, check the terminal's echo is off while it is shown, and type `answer`.
+#[track_caller]
+fn answer_prompt(s: &mut Session, prompt: &str, answer: &str) {
+    let seen = s.expect_any(&[prompt], Duration::from_secs(20)).unwrap();
+    assert_eq!(seen, Ok(0), "no {prompt:?} prompt in {:?}", s.transcript());
+    // The CLI turns echo off before it prints the prompt.
+    assert_eq!(
+        s.echo().unwrap(),
+        Some(false),
+        "echo is on at {prompt:?}: {:?}",
+        s.transcript()
+    );
+    s.send_secret(answer).unwrap();
+}
+
+#[test]
+fn the_terminal_asks_a_new_pin_twice_with_echo_off() {
+    let f = Fixture::start(Kind::Software, |_| {});
+    let pin = "60718293";
+    let other = "60718294";
+    // Two different entries: refused, nothing created.
+    let mut s = on_pty(&f, &["pin", "set", "--user", "nobody"]);
+    answer_prompt(&mut s, "New PIN:", pin);
+    answer_prompt(&mut s, "Repeat the PIN:", other);
+    let done = s.finish(Duration::from_secs(20)).unwrap();
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(
+        done.transcript
+            .contains("the two entries differ; nothing was changed"),
+        "{done:?}"
+    );
+    assert!(
+        !done.transcript.contains(pin) && !done.transcript.contains(other),
+        "a PIN was echoed: {:?}",
+        done.transcript
+    );
+    assert_eq!(status(&f, "nobody")["enrolled"], false);
+    // The same entry twice: set; the terminal's echo is back on afterwards.
+    let mut s = on_pty(&f, &["pin", "set", "--user", "nobody"]);
+    answer_prompt(&mut s, "New PIN:", pin);
+    answer_prompt(&mut s, "Repeat the PIN:", pin);
+    let done = s.finish(Duration::from_secs(20)).unwrap();
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(!done.transcript.contains(pin), "{:?}", done.transcript);
+    assert_eq!(status(&f, "nobody")["enrolled"], true);
+    // A sign-in asks once, also with echo off.
+    let mut s = on_pty(&f, &["verify", "--user", "nobody"]);
+    answer_prompt(&mut s, "PIN:", pin);
+    let done = s.finish(Duration::from_secs(20)).unwrap();
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(done.transcript.contains("Verified: nobody"), "{done:?}");
+    assert!(!done.transcript.contains(pin), "{:?}", done.transcript);
+}
+
+// ---------------------------------------------------------------- a lying daemon
+
+/// What the fake daemon answers to a sign-in.
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// Relays the request to the real alohad with another nonce: a genuine signature by the
+    /// user's key, over a challenge the CLI did not make (a replay).
+    OtherNonce,
+    /// 64 bytes that are a well-formed (r, s) but no signature by anyone.
+    Made,
+    /// Too short to be a signature.
+    Short,
+    /// Not a signature reply at all.
+    WrongReply,
+}
+
+/// A process on the socket that speaks the protocol but lies about the signature. It runs as
+/// root (the test), so the CLI's check that the peer is root passes.
+fn fake_daemon(
+    sock: &std::path::Path,
+    real: std::path::PathBuf,
+    lie: Lie,
+) -> std::thread::JoinHandle<()> {
+    use aloha::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+    use aloha::protocol::{self, BackendKind, PROTOCOL_VERSION, Request, Response};
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let deadline = || Instant::now() + Duration::from_secs(20);
+        loop {
+            let Ok(bytes) = read_frame(&mut s, deadline(), MAX_FRAME_LEN) else {
+                return;
+            };
+            let reply = match protocol::decode::<Request>(&bytes).unwrap() {
+                Request::Hello { .. } => Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    daemon: "not alohad".into(),
+                },
+                Request::SignIn {
+                    user,
+                    service,
+                    nonce,
+                    pin,
+                } => match lie {
+                    Lie::OtherNonce => {
+                        let mut other = nonce;
+                        other.0[0] ^= 1;
+                        let mut c =
+                            aloha::client::Client::connect(&real, Duration::from_secs(20), "fake")
+                                .unwrap();
+                        let r = c
+                            .call(&Request::SignIn {
+                                user,
+                                service,
+                                nonce: other,
+                                pin,
+                            })
+                            .unwrap();
+                        assert!(matches!(r, Response::Signed { .. }), "{r:?}");
+                        r
+                    }
+                    Lie::Made => Response::Signed {
+                        signature: vec![0x5a; 64],
+                        backend: BackendKind::Tpm,
+                    },
+                    Lie::Short => Response::Signed {
+                        signature: vec![1; 10],
+                        backend: BackendKind::Tpm,
+                    },
+                    Lie::WrongReply => Response::Done {
+                        message: "Verified.".into(),
+                    },
+                },
+                other => panic!("the CLI asked the fake daemon {other:?}"),
+            };
+            let bytes = protocol::encode(&reply).unwrap();
+            if write_frame(&mut s, &bytes, deadline()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn verify_refuses_a_signature_that_does_not_prove_the_key() {
+    let f = Fixture::start(Kind::Software, |_| {});
+    enrol_nobody(&f);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (lie, code, needle)) in [
+        (
+            Lie::OtherNonce,
+            1,
+            "the signature does not verify against the user's registered public key",
+        ),
+        (
+            Lie::Made,
+            1,
+            "the signature does not verify against the user's registered public key",
+        ),
+        (Lie::Short, 1, "the signature is malformed"),
+        (
+            Lie::WrongReply,
+            3,
+            "alohad sent an unexpected reply to sign-in",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sock = dir.path().join(format!("fake-{i}.sock"));
+        let fake = fake_daemon(&sock, f.daemon.socket(), lie);
+        let run = f.daemon.aloha(
+            &[
+                "--socket",
+                &sock.display().to_string(),
+                "verify",
+                "--user",
+                "nobody",
+                "--pin-stdin",
+            ],
+            &format!("{PIN}\n"),
+        );
+        fake.join().unwrap();
+        assert_eq!(run.code, code, "{lie:?}: {run:?}");
+        assert!(run.stderr.contains(needle), "{lie:?}: {run:?}");
+        if code == 1 {
+            assert!(
+                run.stderr
+                    .contains("alohad's answer for nobody is not a valid proof"),
+                "{lie:?}: {run:?}"
+            );
+        }
+        assert!(!run.stdout.contains("Verified"), "{lie:?}: {run:?}");
+    }
+    // The replayed signature was real: the real daemon counted a success, nothing else.
+    assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
+}
+
+// ---------------------------------------------------------------- the shipped password service
+
+/// `packaging/pam/aloha`'s rules, comments and blank lines dropped.
+fn shipped_pam_rules() -> Vec<String> {
+    let path = aloha_tests::build::workspace_root().join("packaging/pam/aloha");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A PIN must never vouch for itself: the service that checks the account password before a
+/// PIN is set names pam_aloha nowhere, and pulls in no other stack (common-auth may include
+/// pam_aloha once Aloha is enabled there).
+#[test]
+fn the_shipped_password_service_does_not_use_pam_aloha() {
+    let rules = shipped_pam_rules();
+    assert!(!rules.is_empty());
+    for rule in &rules {
+        assert!(!rule.contains("pam_aloha"), "{rule}");
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        assert!(!rule.starts_with('@'), "includes another stack: {rule}");
+        assert!(
+            !words.iter().any(|w| ["include", "substack"].contains(w)),
+            "includes another stack: {rule}"
+        );
+    }
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("auth") && r.contains("pam_unix.so")),
+        "{rules:?}"
+    );
+}
+
+/// The shipped file installed as /etc/pam.d/aloha (in a private mount namespace) with real
+/// pam_unix: a non-root user sets its PIN with its account password; a wrong password is
+/// refused and creates nothing. The machine's /etc is byte-identical afterwards.
+#[test]
+fn pin_set_proves_the_account_password_through_the_shipped_service() {
+    use aloha_tests::namespace::{digest_diff, mount_points, run_scenario, tree_digest};
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (it runs in a private mount namespace)"
+    );
+    for a in ["alohad", "aloha"] {
+        aloha_tests::build::artifact(a);
+    }
+    let etc_before = tree_digest(std::path::Path::new("/etc")).unwrap();
+    let mounts_before = mount_points().unwrap();
+    let run = run_scenario(
+        std::path::Path::new(env!("CARGO_BIN_EXE_shipped-pam-scenario")),
+        &[],
+        Duration::from_secs(120),
+    );
+    let diff = digest_diff(
+        &etc_before,
+        &tree_digest(std::path::Path::new("/etc")).unwrap(),
+    );
+    assert!(
+        diff.is_empty(),
+        "the machine's /etc changed:\n{}",
+        diff.join("\n")
+    );
+    assert_eq!(mount_points().unwrap(), mounts_before);
+    assert!(run.stray.is_empty(), "left behind: {:?}", run.stray);
+    let r = &run.report;
+    let ctx = || {
+        format!(
+            "{}\n{}",
+            serde_json::to_string_pretty(r).unwrap(),
+            run.stderr
+        )
+    };
+    assert_eq!(r["stray"].as_array().map(Vec::len), Some(0), "{}", ctx());
+    // The daemon really used the system's `aloha` service, not a test one.
+    let config = r["config"].as_str().unwrap();
+    assert!(!config.contains("password_service"), "{config}");
+    let user = r["user"].as_str().unwrap();
+    // Wrong password: refused, clearly, and nothing of the user's exists.
+    let wrong = &r["wrong_password"];
+    assert_eq!(wrong["code"], 1, "{}", ctx());
+    assert!(
+        wrong["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("The account password is wrong."),
+        "{}",
+        ctx()
+    );
+    let files_after_wrong: Vec<&str> = r["files_after_wrong"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !files_after_wrong.iter().any(|f| f.contains(user)),
+        "a wrong password created {files_after_wrong:?}"
+    );
+    let status: Value =
+        serde_json::from_str(r["status_after_wrong"]["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(status["enrolled"], false, "{}", ctx());
+    // Right password: the PIN is set and signs in.
+    assert_eq!(r["right_password"]["code"], 0, "{}", ctx());
+    assert!(
+        r["right_password"]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("PIN set for {user}")),
+        "{}",
+        ctx()
+    );
+    let files_after_right: Vec<&str> = r["files_after_right"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        files_after_right.contains(&format!("public/{user}.pub").as_str()),
+        "{files_after_right:?}"
+    );
+    assert_eq!(r["verify"]["code"], 0, "{}", ctx());
+    let log = r["alohad_log"].as_str().unwrap();
+    for secret in r["secrets"].as_array().unwrap() {
+        assert!(
+            !log.contains(secret.as_str().unwrap()),
+            "a secret in the log:\n{log}"
+        );
+    }
 }
