@@ -299,54 +299,191 @@ both!(
 );
 
 /// A crash in the middle of an attempt with the right PIN still costs an attempt: the count
-/// is on disk before the key store sees the PIN (the software vault's Argon2id gives a window
-/// of ~0.1 s to kill in).
-#[test]
-fn kill9_mid_attempt_never_yields_a_free_guess() {
-    let mut f = Fixture::start(Kind::Software, |_| {});
+/// is on disk before the key store sees the PIN. The kill comes as soon as the count is on disk
+/// (the software vault's Argon2id gives a window of ~0.1 s; on swtpm the TPM is frozen with
+/// SIGSTOP at that moment, so the daemon cannot finish the attempt before it dies). An attempt
+/// that still finished before the kill (the CLI got its signature) proves nothing, and is tried
+/// again.
+fn kill9_mid_attempt_never_yields_a_free_guess(kind: Kind) {
+    let mut f = Fixture::start(kind, |_| {});
     enrol_nobody(&f);
     let attempts = f
         .daemon
         .state_dir()
         .join("private/users/nobody/attempts.json");
-    let before = std::fs::read_to_string(&attempts).unwrap();
-    assert!(before.contains("\"failures\": 0"), "{before}");
-    let mut child = std::process::Command::new(aloha_tests::build::artifact("aloha"))
-        .args(["--config"])
-        .arg(f.daemon.config_path())
-        .args(["verify", "--user", "nobody", "--pin-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PIN}\n").as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = std::fs::read_to_string(&attempts).unwrap_or_default();
-        if now.contains("\"failures\": 1") {
-            break;
+    for round in 0..5 {
+        let before = std::fs::read_to_string(&attempts).unwrap();
+        assert!(before.contains("\"failures\": 0"), "{before}");
+        let mut child = std::process::Command::new(aloha_tests::build::artifact("aloha"))
+            .args(["--config"])
+            .arg(f.daemon.config_path())
+            .args(["verify", "--user", "nobody", "--pin-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PIN}\n").as_bytes())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::read_to_string(&attempts).unwrap_or_default();
+            if now.contains("\"failures\": 1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the attempt was never written ahead"
+            );
+            std::thread::sleep(Duration::from_micros(200));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the attempt was never written ahead"
+        let tpm_pid = f.swtpm.as_ref().and_then(|t| t.pid());
+        let signal = |sig| {
+            if let Some(p) = tpm_pid {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).unwrap();
+            }
+        };
+        signal(nix::sys::signal::Signal::SIGSTOP);
+        f.daemon.kill9();
+        signal(nix::sys::signal::Signal::SIGCONT);
+        let cli = child.wait().unwrap();
+        f.daemon.spawn();
+        if cli.success() {
+            // The attempt was done (and the count reset) before the kill: no proof either way.
+            eprintln!("round {round}: the attempt finished before the kill; again");
+            assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
+            continue;
+        }
+        assert_eq!(cli.code(), Some(3), "the CLI saw alohad die: {cli:?}");
+        assert_eq!(
+            status(&f, "nobody")["failed_attempts"],
+            1,
+            "the killed attempt was counted"
         );
-        std::thread::sleep(Duration::from_micros(200));
+        verify_nobody(&f, PIN).ok();
+        assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
+        return;
     }
-    f.daemon.kill9();
-    let _ = child.wait();
+    panic!("no attempt was caught in flight in 5 rounds");
+}
+
+both!(kill9_mid_attempt_never_yields_a_free_guess);
+
+// ---------------------------------------------------------------- the TPM's own lockout
+
+/// An NV index with an authValue: DA-protected, so each wrong authorization of it counts in the
+/// TPM's global lockout counter, as another TPM user's (or another PIN system's) would.
+const SCRATCH_NV: &str = "0x1500016";
+
+/// Make `n` wrong authorizations on the TPM behind `f` outside Aloha (tpm2-tools). swtpm
+/// serves one client at a time, so alohad is stopped meanwhile and started again after.
+fn foreign_da_failures(f: &mut Fixture, n: u32) {
+    f.daemon.stop();
+    let tpm = f.swtpm.as_ref().unwrap();
+    let data = f.daemon.dir().join("nv-data");
+    if !data.exists() {
+        std::fs::write(&data, b"12345678").unwrap();
+        tpm.tpm2_tool(
+            "tpm2_nvdefine",
+            &[
+                SCRATCH_NV,
+                "-C",
+                "o",
+                "-s",
+                "8",
+                "-a",
+                "authread|authwrite",
+                "-p",
+                "scratch-auth",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
+    }
+    let data = data.display().to_string();
+    for _ in 0..n {
+        let r = tpm.tpm2_tool(
+            "tpm2_nvwrite",
+            &[SCRATCH_NV, "-C", SCRATCH_NV, "-P", "wrong", "-i", &data].map(String::from),
+        );
+        assert!(r.is_err(), "a wrong authValue was accepted");
+    }
     f.daemon.spawn();
+}
+
+/// The TPM's lockout is global: alohad reads its counter before every attempt, stops PIN
+/// sign-in `da_headroom` (2) failures before maxTries, reports an actual TPM lockout as its
+/// own state, and shows the counter in `aloha status`. None of it costs the user an attempt.
+#[test]
+fn tpm_lockout_counter_guards_sign_in() {
+    let tpm = aloha_tests::swtpm::Swtpm::start_with_da(8, 3600, 86400);
+    let mut f = Fixture::on(Some(tpm), |_| {});
+    enrol_nobody(&f);
+    let tpm_status = |f: &Fixture| status(f, "nobody")["tpm"].clone();
+    assert_eq!(tpm_status(&f)["counter"], 0);
+    assert_eq!(tpm_status(&f)["max_tries"], 8);
+    // Five failures elsewhere: still below 8 - 2, so the right PIN works.
+    foreign_da_failures(&mut f, 5);
+    let t = tpm_status(&f);
     assert_eq!(
-        status(&f, "nobody")["failed_attempts"],
-        1,
-        "the killed attempt was counted"
+        (t["counter"].as_u64(), t["in_lockout"].as_bool()),
+        (Some(5), Some(false)),
+        "{t}"
     );
     verify_nobody(&f, PIN).ok();
+    // A wrong PIN through alohad counts in the TPM too: 6, the guard's limit.
+    verify_nobody(&f, WRONG).refused("Wrong PIN");
+    assert_eq!(tpm_status(&f)["counter"], 6);
+    let refused = verify_nobody(&f, PIN);
+    refused.refused(
+        "The TPM is close to its dictionary-attack lockout after 6 wrong PINs on this machine \
+         (limit 8); PIN sign-in pauses for every user until about",
+    );
+    assert!(refused.stderr.contains("Use your password."), "{refused:?}");
+    let s = status(&f, "nobody");
+    assert_eq!(
+        s["failed_attempts"], 1,
+        "the guard's refusal was counted: {s}"
+    );
+    assert_eq!(
+        s["tpm"]["counter"], 6,
+        "the guard let a PIN reach the TPM: {s}"
+    );
+    let text = f.daemon.aloha(&["status", "--user", "nobody"], "");
+    text.ok();
+    assert!(
+        text.stdout
+            .contains("6 of 8 failures counted, not in lockout"),
+        "{}",
+        text.stdout
+    );
+    // Two more elsewhere: the TPM itself is in lockout, a distinct state.
+    foreign_da_failures(&mut f, 2);
+    let t = tpm_status(&f);
+    assert_eq!(t["in_lockout"], true, "{t}");
+    verify_nobody(&f, PIN).refused("The TPM is in its dictionary-attack lockout after");
+    assert_eq!(status(&f, "nobody")["failed_attempts"], 1);
+    let text = f.daemon.aloha(&["status", "--user", "nobody"], "");
+    assert!(
+        text.stdout.contains("IN LOCKOUT (every user's PIN paused)"),
+        "{}",
+        text.stdout
+    );
+    // The TPM's owner clears it (lockout hierarchy): sign-in works again.
+    f.daemon.stop();
+    f.swtpm
+        .as_ref()
+        .unwrap()
+        .tpm2_tool("tpm2_dictionarylockout", &["-c".to_string()])
+        .unwrap();
+    f.daemon.spawn();
+    assert_eq!(tpm_status(&f)["counter"], 0);
+    verify_nobody(&f, PIN).ok();
+    assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
 }
 
 // ---------------------------------------------------------------- the socket itself
