@@ -54,6 +54,11 @@ pub struct DaemonConfig {
     pub io_timeout_ms: u64,
     /// Most clients served at once; more are told to retry. Default 64.
     pub max_connections: usize,
+    /// Most connections one non-root uid may hold at once, so one local user cannot take every
+    /// slot; root (sudo, su, greeters) is bound only by `max_connections`. Default 4.
+    pub max_connections_per_uid: usize,
+    /// Longest a connection may stay open in milliseconds, however often it sends. Default 60000.
+    pub connection_lifetime_ms: u64,
     /// PAM service alohad uses to check an account password before a non-root user sets or
     /// resets a PIN. It must not include pam_aloha. Default "aloha" (/etc/pam.d/aloha).
     pub password_service: String,
@@ -69,6 +74,8 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             io_timeout_ms: 5000,
             max_connections: 64,
+            max_connections_per_uid: 4,
+            connection_lifetime_ms: 60_000,
             password_service: "aloha".into(),
             password_service_dir: PathBuf::new(),
         }
@@ -78,6 +85,10 @@ impl Default for DaemonConfig {
 impl DaemonConfig {
     pub fn io_timeout(&self) -> Duration {
         Duration::from_millis(self.io_timeout_ms)
+    }
+
+    pub fn connection_lifetime(&self) -> Duration {
+        Duration::from_millis(self.connection_lifetime_ms)
     }
 }
 
@@ -189,6 +200,15 @@ impl Config {
         if self.daemon.max_connections == 0 {
             return Err("daemon.max_connections must be at least 1".into());
         }
+        if self.daemon.max_connections_per_uid == 0 {
+            return Err("daemon.max_connections_per_uid must be at least 1".into());
+        }
+        if self.daemon.connection_lifetime_ms < self.daemon.io_timeout_ms {
+            return Err(format!(
+                "daemon.connection_lifetime_ms = {} must be at least daemon.io_timeout_ms = {}",
+                self.daemon.connection_lifetime_ms, self.daemon.io_timeout_ms
+            ));
+        }
         if self.daemon.password_service.is_empty() || self.daemon.password_service.contains('/') {
             return Err(
                 "daemon.password_service must be a PAM service name such as \"aloha\"".into(),
@@ -248,6 +268,14 @@ mod tests {
         assert!(err.contains("pin.min_length"), "{err}");
         let err = parse("[tpm]\nbackend = \"hsm\"\n").unwrap_err().to_string();
         assert!(err.contains("hsm"), "{err}");
+        let err = parse("[daemon]\nmax_connections_per_uid = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_connections_per_uid"), "{err}");
+        let err = parse("[daemon]\nconnection_lifetime_ms = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("io_timeout_ms = 5000"), "{err}");
         let err = parse("[daemon]\nstate_dir = \"relative\"\n")
             .unwrap_err()
             .to_string();

@@ -195,6 +195,16 @@ pub struct UserStatus {
     /// The TPM's global dictionary-attack state, where a TPM is in use.
     #[serde(default)]
     pub tpm: Option<TpmLockoutStatus>,
+    /// Set while the TPM guard pauses PIN sign-in for every TPM-backed user (the TPM's counter
+    /// is within `da_headroom` of maxTries, or it is in lockout).
+    #[serde(default)]
+    pub tpm_pause: Option<TpmPause>,
+    /// Where new PINs go (`aloha pin set` / `pin reset`).
+    #[serde(default)]
+    pub default_backend: Option<BackendKind>,
+    /// What the user's key store (or, without a PIN, the default one) protects against, in words.
+    #[serde(default)]
+    pub protection: Option<String>,
     /// Something an administrator must fix (a corrupt state file...), in words.
     #[serde(default)]
     pub problem: Option<String>,
@@ -207,6 +217,17 @@ pub struct TpmLockoutStatus {
     pub max_tries: u32,
     pub recovery_seconds: u32,
     pub in_lockout: bool,
+}
+
+/// The TPM guard's pause of PIN sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmPause {
+    /// The TPM itself is in lockout (not only close to it).
+    pub in_lockout: bool,
+    /// When PIN sign-in is expected to resume (unix seconds); `None`: only when an administrator
+    /// resets the TPM's dictionary-attack counter.
+    pub until: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 //! - [`server`]: the Unix socket, one thread per client, deadlines on every frame.
 
 pub mod backend;
+pub mod history;
 pub mod pam_client;
 pub mod password;
 pub mod server;

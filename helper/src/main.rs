@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aloha::config::{BackendChoice, Config};
 use aloha_helper::backend::KeyBackend;
-use aloha_helper::backend::software::SoftwareVault;
+use aloha_helper::backend::software::{DEFAULT_KDF, SoftwareVault};
 use aloha_helper::backend::tpm::TpmBackend;
 use aloha_helper::password::PamPasswordChecker;
 use aloha_helper::server::{self, Limits};
-use aloha_helper::service::{Parts, Service, SystemClock};
+use aloha_helper::service::{Parts, Service, SystemClock, check_tpm_limits};
 use aloha_helper::store::Store;
 use aloha_helper::users::SystemUsers;
 use anyhow::{Context, Result, bail};
@@ -148,13 +148,9 @@ fn run(args: Args) -> Result<()> {
                     recovery_s = da.recovery_seconds,
                     "TPM ready"
                 );
-                if config.lockout.max_attempts + config.tpm.da_headroom > da.max_tries {
-                    warn!(
-                        max_attempts = config.lockout.max_attempts,
-                        tpm_max_tries = da.max_tries,
-                        "lockout.max_attempts is not below the TPM's maxTries; the TPM guard will stop attempts first"
-                    );
-                }
+                check_tpm_limits(config.lockout.max_attempts, config.tpm.da_headroom, &da)
+                    .map_err(anyhow::Error::msg)
+                    .context("alohad refuses to start")?;
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "cannot read the TPM's dictionary-attack state"),
@@ -168,12 +164,15 @@ fn run(args: Args) -> Result<()> {
     let limits = Limits {
         io_timeout: config.daemon.io_timeout(),
         max_connections: config.daemon.max_connections,
+        max_connections_per_uid: config.daemon.max_connections_per_uid,
+        connection_lifetime: config.daemon.connection_lifetime(),
     };
     let socket = config.daemon.socket.clone();
     let service = Arc::new(Service::new(Parts {
         config,
         store,
-        software: Box::new(SoftwareVault::default()),
+        software: Box::new(|| Box::new(SoftwareVault::default())),
+        history_kdf: DEFAULT_KDF,
         tpm,
         users: Box::new(SystemUsers),
         passwords: Box::new(passwords),

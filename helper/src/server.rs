@@ -1,14 +1,16 @@
-//! The Unix socket: one thread per client (bounded), peer credentials on every connection, the
-//! protocol version first, a deadline on every frame, so one slow client never stalls another.
+//! The Unix socket: one thread per client (bounded in total and per uid), peer credentials on
+//! every connection, the protocol version first, a deadline on every frame and on the whole
+//! connection, so one slow or greedy client never stalls another.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aloha::frame::{self, FrameError, MAX_FRAME_LEN};
@@ -34,6 +36,65 @@ pub enum ServerError {
 pub struct Limits {
     pub io_timeout: Duration,
     pub max_connections: usize,
+    /// Most connections one non-root uid may hold at once (root, which runs sudo, su and the
+    /// greeters, is bound only by `max_connections`).
+    pub max_connections_per_uid: usize,
+    /// Longest a connection may stay open, however busy it keeps itself.
+    pub connection_lifetime: Duration,
+}
+
+/// Who holds connection slots now.
+#[derive(Debug, Default)]
+pub struct Admission {
+    active: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
+impl Admission {
+    /// Take a slot for `uid`, or say why not.
+    pub fn admit(&mut self, uid: u32, limits: &Limits) -> Result<(), String> {
+        if self.active >= limits.max_connections {
+            return Err("alohad is busy; try again in a moment".into());
+        }
+        let mine = self.per_uid.get(&uid).copied().unwrap_or(0);
+        if uid != 0 && mine >= limits.max_connections_per_uid {
+            return Err(format!(
+                "uid {uid} already has {mine} connections to alohad open (the most one user may \
+                 hold); close one and try again"
+            ));
+        }
+        self.active += 1;
+        *self.per_uid.entry(uid).or_default() += 1;
+        Ok(())
+    }
+
+    pub fn release(&mut self, uid: u32) {
+        self.active = self.active.saturating_sub(1);
+        if let Some(n) = self.per_uid.get_mut(&uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_uid.remove(&uid);
+            }
+        }
+    }
+}
+
+/// Nothing panics while holding it; a poisoned count is still the best we have.
+fn slots(a: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    a.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn peer(stream: &UnixStream) -> Option<Caller> {
+    match getsockopt(&stream.as_fd(), sockopt::PeerCredentials) {
+        Ok(c) => Some(Caller {
+            uid: c.uid(),
+            pid: c.pid(),
+        }),
+        Err(e) => {
+            warn!(error = %e, "no peer credentials; dropping the connection");
+            None
+        }
+    }
 }
 
 /// Bind the socket (mode 0666: authorization is per request), replacing a stale one.
@@ -82,21 +143,12 @@ fn refuse(stream: &mut UnixStream, code: ErrorCode, message: String, limits: &Li
     );
 }
 
-/// Serve one client until it hangs up, misbehaves or times out.
-fn serve_client(mut stream: UnixStream, service: &Service, limits: &Limits) {
-    let caller = match getsockopt(&stream.as_fd(), sockopt::PeerCredentials) {
-        Ok(c) => Caller {
-            uid: c.uid(),
-            pid: c.pid(),
-        },
-        Err(e) => {
-            warn!(error = %e, "no peer credentials; dropping the connection");
-            return;
-        }
-    };
+/// Serve one client until it hangs up, misbehaves, times out or reaches its lifetime.
+fn serve_client(mut stream: UnixStream, caller: Caller, service: &Service, limits: &Limits) {
+    let end_of_life = Instant::now() + limits.connection_lifetime;
     let mut greeted = false;
     loop {
-        let deadline = Instant::now() + limits.io_timeout;
+        let deadline = (Instant::now() + limits.io_timeout).min(end_of_life);
         let bytes = match frame::read_frame(&mut stream, deadline, MAX_FRAME_LEN) {
             Ok(b) => b,
             Err(FrameError::Closed) => return,
@@ -161,7 +213,8 @@ fn serve_client(mut stream: UnixStream, service: &Service, limits: &Limits) {
 }
 
 /// Accept clients until `shutdown` is set. Each client gets its own thread, up to
-/// `max_connections`; beyond that, clients are told to retry.
+/// `max_connections` in all and `max_connections_per_uid` per non-root uid; beyond that,
+/// clients are told to retry.
 pub fn serve(
     listener: UnixListener,
     service: Arc<Service>,
@@ -169,7 +222,7 @@ pub fn serve(
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let active = Arc::new(AtomicUsize::new(0));
+    let admission = Arc::new(Mutex::new(Admission::default()));
     while !shutdown.load(Ordering::SeqCst) {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(250u16)) {
@@ -199,30 +252,69 @@ pub fn serve(
         if stream.set_nonblocking(false).is_err() {
             continue;
         }
-        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-            active.fetch_sub(1, Ordering::SeqCst);
-            warn!("too many clients; asking one to retry");
-            refuse(
-                &mut stream,
-                ErrorCode::Busy,
-                "alohad is busy; try again in a moment".into(),
-                &limits,
+        let Some(caller) = peer(&stream) else {
+            continue;
+        };
+        let admitted = slots(&admission).admit(caller.uid, &limits);
+        if let Err(why) = admitted {
+            warn!(
+                caller_uid = caller.uid,
+                caller_pid = caller.pid,
+                "too many connections; asking a client to retry"
             );
+            refuse(&mut stream, ErrorCode::Busy, why, &limits);
             continue;
         }
         let service = service.clone();
-        let active_for_thread = active.clone();
+        let for_thread = admission.clone();
         let spawned = std::thread::Builder::new()
             .name("alohad-client".into())
             .spawn(move || {
-                serve_client(stream, &service, &limits);
-                active_for_thread.fetch_sub(1, Ordering::SeqCst);
+                serve_client(stream, caller, &service, &limits);
+                slots(&for_thread).release(caller.uid);
             });
         if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::SeqCst);
+            slots(&admission).release(caller.uid);
             error!(error = %e, "cannot start a client thread");
         }
     }
     info!("shutting down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            io_timeout: Duration::from_secs(5),
+            max_connections: 6,
+            max_connections_per_uid: 2,
+            connection_lifetime: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn one_uid_cannot_take_every_slot() {
+        let l = limits();
+        let mut a = Admission::default();
+        a.admit(1000, &l).unwrap();
+        a.admit(1000, &l).unwrap();
+        let why = a.admit(1000, &l).unwrap_err();
+        assert!(why.contains("uid 1000 already has 2 connections"), "{why}");
+        // Others still get in, root beyond the per-uid cap.
+        a.admit(1001, &l).unwrap();
+        a.admit(0, &l).unwrap();
+        a.admit(0, &l).unwrap();
+        a.admit(0, &l).unwrap();
+        // ... but the total still binds everyone.
+        assert!(a.admit(0, &l).unwrap_err().contains("busy"));
+        assert!(a.admit(1002, &l).is_err());
+        a.release(1000);
+        a.admit(1000, &l).unwrap();
+        a.release(1001);
+        a.release(1001);
+        a.admit(1002, &l).unwrap();
+    }
 }

@@ -11,17 +11,19 @@ use aloha::challenge::{Nonce, signin_digest};
 use aloha::config::{BackendChoice, Config};
 use aloha::lockout::{Attempts, Gate};
 use aloha::protocol::{
-    BackendKind, ErrorCode, Failure, Request, Response, TpmLockoutStatus, UserStatus,
+    BackendKind, ErrorCode, Failure, Request, Response, TpmLockoutStatus, TpmPause, UserStatus,
 };
 use aloha::registry::{self, valid_user_name};
 use aloha::timefmt;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use tracing::{error, info, warn};
 
-use crate::backend::{AuthValue, BackendError, DaState, KeyBackend, SALT_LEN};
+use crate::backend::{AuthValue, BackendError, DaState, KdfParams, KeyBackend, SALT_LEN};
+use crate::history;
 use crate::password::{PasswordChecker, PasswordError};
-use crate::store::{CONTAINER_VERSION, Container, Protectors, Store, StoreError};
+use crate::store::{
+    CONTAINER_VERSION, Container, HISTORY_SALT_LEN, History, Protectors, Store, StoreError,
+    StoredHistory,
+};
 use crate::users::{UserDb, UserInfo};
 
 /// Unix seconds, injected so lockout windows are tested without sleeping.
@@ -59,7 +61,11 @@ impl Caller {
 pub struct Parts {
     pub config: Config,
     pub store: Store,
-    pub software: Box<dyn KeyBackend>,
+    /// Makes a software vault for one operation: the vault holds no state worth sharing, so
+    /// software-vault users never queue behind each other's Argon2id.
+    pub software: SoftwareFactory,
+    /// Argon2id cost of PIN-history digests (the software vault's, outside tests).
+    pub history_kdf: KdfParams,
     /// `None` where no TPM could be opened (or `backend = "software"`).
     pub tpm: Option<Box<dyn KeyBackend>>,
     pub users: Box<dyn UserDb>,
@@ -67,10 +73,13 @@ pub struct Parts {
     pub clock: Box<dyn Clock>,
 }
 
+pub type SoftwareFactory = Box<dyn Fn() -> Box<dyn KeyBackend> + Send + Sync>;
+
 pub struct Service {
     config: Config,
     store: Store,
-    software: Mutex<Box<dyn KeyBackend>>,
+    software: SoftwareFactory,
+    history_kdf: KdfParams,
     tpm: Option<Mutex<Box<dyn KeyBackend>>>,
     users: Box<dyn UserDb>,
     passwords: Box<dyn PasswordChecker>,
@@ -116,11 +125,85 @@ fn store_failure(user: &str, e: StoreError) -> Failure {
     }
 }
 
-fn random_salt() -> Outcome<[u8; SALT_LEN]> {
-    let mut salt = [0u8; SALT_LEN];
+fn random<const N: usize>() -> Outcome<[u8; N]> {
+    let mut salt = [0u8; N];
     getrandom::fill(&mut salt)
         .map_err(|e| fail(ErrorCode::Internal, format!("no randomness: {e}")))?;
     Ok(salt)
+}
+
+fn random_salt() -> Outcome<[u8; SALT_LEN]> {
+    random()
+}
+
+/// A key store in use: the TPM's (shared, locked) or a software vault of one's own.
+enum Held<'a> {
+    Shared(MutexGuard<'a, Box<dyn KeyBackend>>),
+    Own(Box<dyn KeyBackend>),
+}
+
+impl Held<'_> {
+    fn get(&mut self) -> &mut dyn KeyBackend {
+        match self {
+            Held::Shared(guard) => &mut ***guard,
+            Held::Own(backend) => &mut **backend,
+        }
+    }
+}
+
+/// A vetted new PIN: the history to store once it is set (`None`: keep none), and anything
+/// the reply must tell.
+#[derive(Debug, Default)]
+struct Vetted {
+    history: Option<History>,
+    note: Option<String>,
+}
+
+impl Vetted {
+    fn reply(&self, message: String) -> Response {
+        let message = match &self.note {
+            Some(note) => format!("{message} {note}"),
+            None => message,
+        };
+        Response::Done { message }
+    }
+}
+
+/// When the TPM guard pauses PIN attempts: the DA counter is within `headroom` of maxTries, or
+/// the TPM is in lockout. `Some(retry_at)`, where `retry_at` is `None` if the TPM never forgets.
+pub fn tpm_pause(da: &DaState, headroom: u32, now: u64) -> Option<Option<u64>> {
+    let limit = da.max_tries.saturating_sub(headroom);
+    if !da.in_lockout && da.counter < limit {
+        return None;
+    }
+    let excess = u64::from(da.counter.saturating_sub(limit)) + 1;
+    Some(
+        (da.recovery_seconds > 0)
+            .then(|| now.saturating_add(excess.saturating_mul(u64::from(da.recovery_seconds)))),
+    )
+}
+
+/// The per-user limit must stay below the TPM guard, or one user's wrong PINs alone would
+/// pause PIN sign-in for every user: `max_attempts + da_headroom < maxTries`.
+pub fn check_tpm_limits(max_attempts: u32, da_headroom: u32, da: &DaState) -> Result<(), String> {
+    match max_attempts.checked_add(da_headroom) {
+        Some(needed) if needed < da.max_tries => Ok(()),
+        _ => {
+            let fix = match da.max_tries.checked_sub(da_headroom.saturating_add(1)) {
+                Some(most) if most > 0 => {
+                    format!("lower lockout.max_attempts to at most {most} in aloha.toml")
+                }
+                _ => "lower tpm.da_headroom in aloha.toml".to_string(),
+            };
+            Err(format!(
+                "lockout.max_attempts = {max_attempts} plus tpm.da_headroom = {da_headroom} is not \
+                 below the TPM's maxTries = {}: one user's wrong PINs alone would pause PIN sign-in \
+                 for every user. Either {fix}, or raise the TPM's maxTries (e.g. \
+                 `tpm2_dictionarylockout -s -n 32`, with the lockout hierarchy's authorization)",
+                da.max_tries
+            ))
+        }
+    }
 }
 
 impl Service {
@@ -128,7 +211,8 @@ impl Service {
         let service = Service {
             config: parts.config,
             store: parts.store,
-            software: Mutex::new(parts.software),
+            software: parts.software,
+            history_kdf: parts.history_kdf,
             tpm: parts.tpm.map(Mutex::new),
             users: parts.users,
             passwords: parts.passwords,
@@ -159,11 +243,23 @@ impl Service {
             let user = entry.file_name().to_string_lossy().into_owned();
             match self.store.load_container(&user) {
                 Ok(Some(c)) => {
-                    let current = registry::load(self.store.root(), &user, Some(c.uid)).ok();
-                    if current.as_ref() != Some(&c.registered_key()) {
-                        match self.store.publish_key(&c.registered_key()) {
-                            Ok(()) => warn!(user, "republished the public key from the container"),
-                            Err(e) => error!(user, error = %e, "cannot republish the public key"),
+                    let path = registry::key_path(self.store.root(), &user);
+                    let why = match registry::load(self.store.root(), &user, Some(c.uid)) {
+                        Ok(k) if k == c.registered_key() => continue,
+                        Ok(_) => "it did not match the user's key container".to_string(),
+                        Err(_) if !path.exists() => "it was missing".to_string(),
+                        Err(e) => format!("it was corrupt or unusable ({e})"),
+                    };
+                    let shown = path.display().to_string();
+                    match self.store.publish_key(&c.registered_key()) {
+                        Ok(()) => warn!(
+                            user,
+                            path = shown,
+                            why,
+                            "replaced the public key file with the one in the user's container"
+                        ),
+                        Err(e) => {
+                            error!(user, path = shown, why, error = %e, "cannot republish the public key")
                         }
                     }
                 }
@@ -304,10 +400,12 @@ impl Service {
 
     // ---------------------------------------------------------------- backends
 
-    fn backend(&self, kind: BackendKind) -> Outcome<&Mutex<Box<dyn KeyBackend>>> {
+    /// The key store for `kind`: the TPM's single owner (one command sequence at a time), or a
+    /// software vault of the caller's own (callers are serialized per user, not globally).
+    fn backend(&self, kind: BackendKind) -> Outcome<Held<'_>> {
         match kind {
-            BackendKind::Software => Ok(&self.software),
-            BackendKind::Tpm => self.tpm.as_ref().ok_or_else(|| {
+            BackendKind::Software => Ok(Held::Own((self.software)())),
+            BackendKind::Tpm => self.tpm.as_ref().map(|m| Held::Shared(lock(m))).ok_or_else(|| {
                 fail(
                     ErrorCode::BackendUnavailable,
                     "This PIN lives in the TPM, but alohad has no TPM available (see `alohad` logs \
@@ -336,6 +434,14 @@ impl Service {
                 ErrorCode::BackendUnavailable,
                 format!("The key store is unavailable ({m}); use your password."),
             ),
+            BackendError::Indeterminate(m) => fail(
+                ErrorCode::BackendUnavailable,
+                format!(
+                    "The key store gave no trustworthy answer after the PIN was sent ({m}), so \
+                     this counts as a failed attempt. Use your password; if it repeats, an \
+                     administrator should check the TPM and its connection."
+                ),
+            ),
         }
     }
 
@@ -346,18 +452,14 @@ impl Service {
             Ok(None) => return Ok(()),
             Err(e) => return Err(self.backend_failure("this user", e)),
         };
-        let limit = da.max_tries.saturating_sub(self.config.tpm.da_headroom);
-        if !da.in_lockout && da.counter < limit {
+        let Some(retry_at) = tpm_pause(&da, self.config.tpm.da_headroom, now) else {
             return Ok(());
-        }
-        let excess = u64::from(da.counter.saturating_sub(limit)) + 1;
-        let retry_at =
-            (da.recovery_seconds > 0).then(|| now + excess * u64::from(da.recovery_seconds));
+        };
         let when = match retry_at {
             Some(t) => format!(
                 "until about {} ({})",
                 timefmt::utc(t),
-                timefmt::wait(t - now)
+                timefmt::wait(t.saturating_sub(now))
             ),
             None => "until an administrator resets the TPM's dictionary-attack counter".into(),
         };
@@ -474,8 +576,9 @@ impl Service {
             &attempts,
             now,
         )?;
-        let mut backend = lock(self.backend(container.backend)?);
-        self.tpm_guard(&mut **backend, now)?;
+        let mut held = self.backend(container.backend)?;
+        let backend = held.get();
+        self.tpm_guard(backend, now)?;
         // Write-ahead: the attempt is counted on disk before the PIN reaches the key store, so
         // a crash or kill mid-attempt never yields a free guess.
         let counted = Attempts {
@@ -488,7 +591,7 @@ impl Service {
                 format!("alohad cannot record the attempt, so it refuses it: {e}"),
             )
         })?;
-        match op(&mut **backend) {
+        match op(backend) {
             Ok(value) => {
                 if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
                     error!(user, error = %e, "cannot reset the attempt counter after a success");
@@ -496,12 +599,20 @@ impl Service {
                 Ok(value)
             }
             Err(BackendError::AuthFailed) => Err(self.wrong_pin(user, &counted, now)),
-            Err(other) => {
-                // The key store never judged the PIN: give the attempt back.
+            Err(e @ (BackendError::Unavailable(_) | BackendError::BadBlob(_))) => {
+                // The key store never judged the PIN (it refused before the PIN-carrying
+                // command): give the attempt back.
                 if let Err(e) = self.store.save_attempts(user, &attempts) {
                     error!(user, error = %e, "cannot restore the attempt counter");
                 }
-                Err(self.backend_failure(user, other))
+                Err(self.backend_failure(user, e))
+            }
+            Err(e @ (BackendError::Indeterminate(_) | BackendError::Lockout)) => {
+                // The PIN reached the key store and the answer cannot be trusted (a TPM error
+                // response is not authenticated; the guard above already refuses a TPM it saw
+                // in lockout): the attempt stays counted.
+                warn!(user, error = %e, "no trustworthy answer after the PIN was sent; the attempt counts");
+                Err(self.backend_failure(user, e))
             }
         }
     }
@@ -520,52 +631,182 @@ impl Service {
 
     // ---------------------------------------------------------------- PIN history
 
-    fn pin_digest(&self, user: &str, pin: &Secret) -> Outcome<String> {
-        let key = self
-            .store
-            .history_key()
-            .map_err(|e| store_failure(user, e))?;
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
-            .map_err(|e| fail(ErrorCode::Internal, format!("history key: {e}")))?;
-        mac.update(user.as_bytes());
-        mac.update(&[0]);
-        mac.update(pin.expose().as_bytes());
-        Ok(aloha::hex::encode(&mac.finalize().into_bytes()))
+    /// The key new histories are made with: the TPM's wherever alohad has one.
+    fn preferred_history_key(&self) -> BackendKind {
+        if self.tpm.is_some() {
+            BackendKind::Tpm
+        } else {
+            BackendKind::Software
+        }
     }
 
-    /// Policy and history check of a new PIN; returns the history to store once it is set.
-    fn vet_new_pin(&self, user: &str, pin: &Secret) -> Outcome<Vec<String>> {
+    fn history_failure(&self, user: &str, e: StoreError) -> Failure {
+        match e {
+            StoreError::Corrupt { .. } => fail(
+                ErrorCode::StateCorrupt,
+                format!(
+                    "{e}. New PINs for {user} are refused until it is fixed: an administrator \
+                     restores it from a backup, or deletes it (`rm {}`) — which forgets {user}'s \
+                     earlier PINs — and then {user} tries again.",
+                    self.store.history_path(user).display()
+                ),
+            ),
+            other => store_failure(user, other),
+        }
+    }
+
+    fn history_key_failure(&self, user: &str, e: BackendError) -> Failure {
+        match e {
+            BackendError::BadBlob(m) => fail(
+                ErrorCode::StateCorrupt,
+                format!(
+                    "The TPM cannot use alohad's PIN-history key {} ({m}); the TPM was probably \
+                     cleared or replaced, which makes every stored PIN history useless. An \
+                     administrator deletes that file and {} (forgetting {user}'s earlier PINs); \
+                     then {user} tries again.",
+                    self.store.tpm_history_key_path().display(),
+                    self.store.history_path(user).display()
+                ),
+            ),
+            other => fail(
+                ErrorCode::BackendUnavailable,
+                format!(
+                    "{user}'s PIN history is kept with the TPM, which alohad cannot use now ({other}); \
+                     try again when the TPM is back (see alohad's log). Giving the history up \
+                     instead means deleting {}.",
+                    self.store.history_path(user).display()
+                ),
+            ),
+        }
+    }
+
+    fn history_digest(
+        &self,
+        user: &str,
+        key: BackendKind,
+        salt: &[u8; HISTORY_SALT_LEN],
+        pin: &Secret,
+    ) -> Outcome<String> {
+        let stretched = history::stretch(&self.history_kdf, salt, user, pin)
+            .map_err(|m| fail(ErrorCode::Internal, m))?;
+        let mac = match key {
+            BackendKind::Software => {
+                let k = self
+                    .store
+                    .history_key()
+                    .map_err(|e| store_failure(user, e))?;
+                history::software_mac(&k, &stretched).map_err(|m| fail(ErrorCode::Internal, m))?
+            }
+            BackendKind::Tpm => {
+                let Some(tpm) = &self.tpm else {
+                    return Err(self.history_key_failure(
+                        user,
+                        BackendError::Unavailable("alohad has no TPM".into()),
+                    ));
+                };
+                let mut backend = lock(tpm);
+                let blob = self
+                    .store
+                    .tpm_history_key(|| match backend.create_history_key() {
+                        Ok(Some(blob)) => Ok(blob),
+                        Ok(None) => Err(BackendError::Unavailable(
+                            "the TPM backend made no history key".into(),
+                        )),
+                        Err(e) => Err(e),
+                    })
+                    .map_err(|e| store_failure(user, e))?
+                    .map_err(|e| self.history_key_failure(user, e))?;
+                backend
+                    .history_mac(&blob, &stretched)
+                    .map_err(|e| self.history_key_failure(user, e))?
+            }
+        };
+        Ok(aloha::hex::encode(&mac))
+    }
+
+    /// Policy and history check of a new PIN.
+    fn vet_new_pin(&self, user: &str, pin: &Secret) -> Outcome<Vetted> {
         self.config
             .pin
             .check(pin.expose())
             .map_err(|v| fail(ErrorCode::PolicyViolation, v.to_string()))?;
         let keep = self.config.pin.history;
         if keep == 0 {
-            return Ok(Vec::new());
+            return Ok(Vetted::default());
         }
-        let digest = self.pin_digest(user, pin)?;
-        let mut history = self
+        let reused = || {
+            let v = aloha::policy::PolicyViolation::Reused { history: keep };
+            fail(ErrorCode::PolicyViolation, v.to_string())
+        };
+        let fresh = || -> Outcome<History> {
+            Ok(History {
+                key: self.preferred_history_key(),
+                salt: random()?,
+                digests: Vec::new(),
+            })
+        };
+        let stored = self
             .store
             .load_history(user)
-            .map_err(|e| store_failure(user, e))?;
-        if history.iter().take(keep).any(|d| *d == digest) {
-            let v = aloha::policy::PolicyViolation::Reused { history: keep };
-            return Err(fail(ErrorCode::PolicyViolation, v.to_string()));
+            .map_err(|e| self.history_failure(user, e))?;
+        let (mut history, note) = match stored {
+            StoredHistory::Current(h) => (h, None),
+            StoredHistory::None => (fresh()?, None),
+            StoredHistory::Legacy(old) => {
+                // Honour the version-1 entries one last time, then drop them: their fast,
+                // unsalted digests are what let the current PIN be recovered offline.
+                let key = self
+                    .store
+                    .history_key()
+                    .map_err(|e| store_failure(user, e))?;
+                let digest = history::legacy_digest(&key, user, pin)
+                    .map_err(|m| fail(ErrorCode::Internal, m))?;
+                if old.iter().take(keep).any(|d| *d == digest) {
+                    return Err(reused());
+                }
+                warn!(
+                    user,
+                    "replacing a version-1 PIN history with the salted format"
+                );
+                (
+                    fresh()?,
+                    Some(format!(
+                        "(The PIN history moved to a stronger format: PINs {user} used before \
+                         this one are no longer remembered.)"
+                    )),
+                )
+            }
+        };
+        let digest = self.history_digest(user, history.key, &history.salt, pin)?;
+        if history.digests.iter().take(keep).any(|d| *d == digest) {
+            return Err(reused());
         }
-        history.insert(0, digest);
-        history.truncate(keep);
-        Ok(history)
+        history.digests.insert(0, digest);
+        history.digests.truncate(keep);
+        Ok(Vetted {
+            history: Some(history),
+            note,
+        })
+    }
+
+    fn save_history(&self, user: &str, vetted: &Vetted) -> Result<(), StoreError> {
+        match &vetted.history {
+            Some(h) => self.store.save_history(user, h),
+            None => self.store.remove_history(user),
+        }
     }
 
     // ---------------------------------------------------------------- operations
 
     /// Create a new container (a new key) for `info` under `pin`, replacing any old one.
-    fn enrol(&self, info: &UserInfo, pin: &Secret, history: Vec<String>) -> Outcome<Container> {
+    fn enrol(&self, info: &UserInfo, pin: &Secret, vetted: &Vetted) -> Outcome<Container> {
         let now = self.clock.now();
         let salt = random_salt()?;
         let auth = AuthValue::from_pin(pin, &salt);
         let kind = self.default_backend();
-        let new = lock(self.backend(kind)?)
+        let new = self
+            .backend(kind)?
+            .get()
             .create(&auth)
             .map_err(|e| self.backend_failure(&info.name, e))?;
         let container = Container {
@@ -585,7 +826,7 @@ impl Service {
             .map_err(|e| store_failure(user, e))?;
         self.store
             .save_attempts(user, &Attempts::default())
-            .and_then(|()| self.store.save_history(user, history))
+            .and_then(|()| self.save_history(user, vetted))
             .and_then(|()| self.store.publish_key(&container.registered_key()))
             .map_err(|e| store_failure(user, e))?;
         Ok(container)
@@ -615,13 +856,11 @@ impl Service {
                 ),
             ));
         }
-        let history = self.vet_new_pin(user, pin)?;
+        let vetted = self.vet_new_pin(user, pin)?;
         self.require_password(caller, &info, password, "set a PIN")?;
-        let c = self.enrol(&info, pin, history)?;
+        let c = self.enrol(&info, pin, &vetted)?;
         info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
-        Ok(Response::Done {
-            message: format!("PIN set for {user} ({}).", c.backend.name()),
-        })
+        Ok(vetted.reply(format!("PIN set for {user} ({}).", c.backend.name())))
     }
 
     fn pin_reset(
@@ -634,17 +873,15 @@ impl Service {
         let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let history = self.vet_new_pin(user, pin)?;
+        let vetted = self.vet_new_pin(user, pin)?;
         self.require_password(caller, &info, password, "reset your PIN")?;
         // The old container may be corrupt or locked: a reset replaces it either way.
-        let c = self.enrol(&info, pin, history)?;
+        let c = self.enrol(&info, pin, &vetted)?;
         info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
-        Ok(Response::Done {
-            message: format!(
-                "New PIN set for {user} with a new key ({}); the old key is destroyed.",
-                c.backend.name()
-            ),
-        })
+        Ok(vetted.reply(format!(
+            "New PIN set for {user} with a new key ({}); the old key is destroyed.",
+            c.backend.name()
+        )))
     }
 
     fn pin_change(
@@ -658,7 +895,7 @@ impl Service {
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         let mut container = self.load_container(user)?;
-        let history = self.vet_new_pin(user, new_pin)?;
+        let vetted = self.vet_new_pin(user, new_pin)?;
         let new_salt = random_salt()?;
         let old_auth = AuthValue::from_pin(current, &container.pin_salt);
         let new_auth = AuthValue::from_pin(new_pin, &new_salt);
@@ -671,12 +908,10 @@ impl Service {
         container.pin_set_at = self.clock.now();
         self.store
             .save_container(&container)
-            .and_then(|()| self.store.save_history(user, history))
+            .and_then(|()| self.save_history(user, &vetted))
             .map_err(|e| store_failure(user, e))?;
         info!(user, caller_uid = caller.uid, "PIN changed");
-        Ok(Response::Done {
-            message: format!("PIN changed for {user}."),
-        })
+        Ok(vetted.reply(format!("PIN changed for {user}.")))
     }
 
     fn sign_in(
@@ -805,20 +1040,30 @@ impl Service {
                 last_failure: now,
             }
         });
-        let tpm = match &self.tpm {
-            Some(m) => match lock(m).dictionary_attack_state() {
-                Ok(da) => da.map(|d: DaState| TpmLockoutStatus {
-                    counter: d.counter,
-                    max_tries: d.max_tries,
-                    recovery_seconds: d.recovery_seconds,
-                    in_lockout: d.in_lockout,
-                }),
-                Err(e) => {
-                    problems.push(format!("TPM: {e}"));
-                    None
-                }
-            },
+        let da = match &self.tpm {
+            Some(m) => lock(m).dictionary_attack_state().unwrap_or_else(|e| {
+                problems.push(format!("TPM: {e}"));
+                None
+            }),
             None => None,
+        };
+        let tpm = da.map(|d: DaState| TpmLockoutStatus {
+            counter: d.counter,
+            max_tries: d.max_tries,
+            recovery_seconds: d.recovery_seconds,
+            in_lockout: d.in_lockout,
+        });
+        let default_backend = self.default_backend();
+        // The backend a sign-in (or, without a PIN, the next enrolment) would use.
+        let backend = container.as_ref().map_or(default_backend, |c| c.backend);
+        let tpm_pause = match (backend, da) {
+            (BackendKind::Tpm, Some(d)) => {
+                tpm_pause(&d, self.config.tpm.da_headroom, now).map(|until| TpmPause {
+                    in_lockout: d.in_lockout,
+                    until,
+                })
+            }
+            _ => None,
         };
         Ok(UserStatus {
             user: info.name,
@@ -837,6 +1082,9 @@ impl Service {
             max_attempts: self.config.lockout.max_attempts,
             gate: self.config.lockout.gate(&attempts, now),
             tpm,
+            tpm_pause,
+            default_backend: Some(default_backend),
+            protection: Some(backend.protection().to_string()),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
         })
     }

@@ -55,21 +55,37 @@ impl PasswordChecker for FakePasswords {
     }
 }
 
+const FAST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    passes: 1,
+    lanes: 1,
+};
+
 fn fast_vault() -> SoftwareVault {
-    SoftwareVault::with_kdf(KdfParams {
-        memory_kib: 64,
-        passes: 1,
-        lanes: 1,
-    })
+    SoftwareVault::with_kdf(FAST_KDF)
 }
 
-/// A TPM stand-in over the software vault: global DA counter, lockout, and a probe that
-/// records the attempt counter on disk at the moment the key store is asked.
+/// How the TPM stand-in misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// Unreachable before the PIN-carrying command (nothing judged).
+    Before,
+    /// The PIN was judged (and counted by DA if wrong), then the answer was lost or forged.
+    After,
+    /// A lockout reply although the DA state read just before showed none.
+    Lockout,
+}
+
+/// A TPM stand-in over the software vault: global DA counter, lockout, a PIN-history key that
+/// lives only inside it, and a probe that records the attempt counter on disk at the moment the
+/// key store is asked.
 struct DaBackend {
     inner: SoftwareVault,
     da: Arc<Mutex<DaState>>,
     probe: Option<(PathBuf, Arc<Mutex<Vec<String>>>)>,
-    unavailable: Arc<Mutex<bool>>,
+    fault: Arc<Mutex<Fault>>,
+    history_key: [u8; 32],
 }
 
 impl DaBackend {
@@ -77,8 +93,10 @@ impl DaBackend {
         if let Some((path, seen)) = &self.probe {
             lock(seen).push(std::fs::read_to_string(path).unwrap_or_default());
         }
-        if *lock(&self.unavailable) {
-            return Err(BackendError::Unavailable("TPM unplugged".into()));
+        match *lock(&self.fault) {
+            Fault::Before => return Err(BackendError::Unavailable("TPM unplugged".into())),
+            Fault::Lockout => return Err(BackendError::Lockout),
+            Fault::None | Fault::After => {}
         }
         if lock(&self.da).in_lockout {
             return Err(BackendError::Lockout);
@@ -90,6 +108,9 @@ impl DaBackend {
             let mut da = lock(&self.da);
             da.counter += 1;
             da.in_lockout = da.counter >= da.max_tries;
+        }
+        if *lock(&self.fault) == Fault::After {
+            return Err(BackendError::Indeterminate("response HMAC wrong".into()));
         }
         r
     }
@@ -130,6 +151,23 @@ impl KeyBackend for DaBackend {
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
         Ok(Some(*lock(&self.da)))
     }
+    fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
+        Ok(Some(KeyBlob::Tpm {
+            public: vec![1],
+            private: vec![2],
+        }))
+    }
+    fn history_mac(&mut self, key: &KeyBlob, data: &[u8; 32]) -> Result<[u8; 32], BackendError> {
+        if *lock(&self.fault) == Fault::Before {
+            return Err(BackendError::Unavailable("TPM unplugged".into()));
+        }
+        match key {
+            KeyBlob::Tpm { public, private } if *public == [1] && *private == [2] => {
+                Ok(history::software_mac(&self.history_key, data).unwrap())
+            }
+            _ => Err(BackendError::BadBlob("not our history key".into())),
+        }
+    }
 }
 
 // The stand-in keeps the software blob inside a "TPM" blob so containers look like TPM ones.
@@ -151,7 +189,7 @@ struct Fixture {
     clock: Arc<AtomicU64>,
     da: Arc<Mutex<DaState>>,
     seen: Arc<Mutex<Vec<String>>>,
-    unavailable: Arc<Mutex<bool>>,
+    fault: Arc<Mutex<Fault>>,
     service: Service,
 }
 
@@ -177,14 +215,14 @@ fn fixture_with(config: Config, with_tpm: bool) -> Fixture {
         in_lockout: false,
     }));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let unavailable = Arc::new(Mutex::new(false));
-    let service = build(&dir, config, with_tpm, &clock, &da, &seen, &unavailable);
+    let fault = Arc::new(Mutex::new(Fault::None));
+    let service = build(&dir, config, with_tpm, &clock, &da, &seen, &fault);
     Fixture {
         dir,
         clock,
         da,
         seen,
-        unavailable,
+        fault,
         service,
     }
 }
@@ -196,7 +234,7 @@ fn build(
     clock: &Arc<AtomicU64>,
     da: &Arc<Mutex<DaState>>,
     seen: &Arc<Mutex<Vec<String>>>,
-    unavailable: &Arc<Mutex<bool>>,
+    fault: &Arc<Mutex<Fault>>,
 ) -> Service {
     let store = Store::open_unlocked(dir).unwrap();
     let probe = Some((store.attempts_path("alice"), seen.clone()));
@@ -205,13 +243,15 @@ fn build(
             inner: fast_vault(),
             da: da.clone(),
             probe,
-            unavailable: unavailable.clone(),
+            fault: fault.clone(),
+            history_key: [9; 32],
         }) as Box<dyn KeyBackend>
     });
     Service::new(Parts {
         config,
         store,
-        software: Box::new(fast_vault()),
+        software: Box::new(|| Box::new(fast_vault())),
+        history_kdf: FAST_KDF,
         tpm,
         users: Box::new(FakeUsers),
         passwords: Box::new(FakePasswords),
@@ -679,10 +719,63 @@ fn the_tpm_guard_keeps_the_global_lockout_out_of_reach() {
 fn an_unavailable_key_store_gives_the_attempt_back() {
     let f = fixture();
     f.set(ROOT, "alice", None, PIN).unwrap();
-    *lock(&f.unavailable) = true;
+    *lock(&f.fault) = Fault::Before;
     let e = f.sign_in(ALICE, "alice", PIN).unwrap_err();
     assert_eq!(e.code, ErrorCode::BackendUnavailable);
     assert!(e.message.contains("use your password"), "{}", e.message);
+    assert_eq!(f.status("alice").failed_attempts, 0);
+    f.sign_in(ALICE, "alice", OTHER_PIN).unwrap_err();
+    assert_eq!(
+        f.status("alice").failed_attempts,
+        0,
+        "not even a wrong PIN is judged"
+    );
+}
+
+#[test]
+fn an_answer_lost_after_the_pin_was_sent_keeps_the_attempt_counted() {
+    let config = Config {
+        lockout: LockoutPolicy {
+            free_attempts: 1,
+            delay_seconds: vec![0],
+            max_attempts: 3,
+        },
+        ..Config::default()
+    };
+    let f = fixture_with(config, true);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    // Whoever can break the reply after the TPM judged the PIN (bus tampering, restarting the
+    // TPM or tabrmd) gets no free guesses: the right PIN and wrong ones alike stay counted.
+    *lock(&f.fault) = Fault::After;
+    for (i, pin) in [OTHER_PIN, PIN, "918273"].into_iter().enumerate() {
+        let e = f.sign_in(ALICE, "alice", pin).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BackendUnavailable);
+        assert!(
+            e.message.contains("counts as a failed attempt"),
+            "{}",
+            e.message
+        );
+        assert_eq!(f.status("alice").failed_attempts, i as u32 + 1);
+    }
+    assert_eq!(f.code(f.sign_in(ALICE, "alice", PIN)), ErrorCode::Locked);
+    // The TPM counted the two wrong ones itself.
+    assert_eq!(lock(&f.da).counter, 2);
+    // A lockout reply the guard did not foresee is not trusted as "nothing judged" either.
+    *lock(&f.fault) = Fault::Lockout;
+    f.call(
+        ROOT,
+        Request::AdminUnlock {
+            user: "alice".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        f.code(f.sign_in(ALICE, "alice", PIN)),
+        ErrorCode::TpmLockout
+    );
+    assert_eq!(f.status("alice").failed_attempts, 1);
+    *lock(&f.fault) = Fault::None;
+    f.sign_in(ALICE, "alice", PIN).unwrap();
     assert_eq!(f.status("alice").failed_attempts, 0);
 }
 
@@ -756,7 +849,7 @@ fn remove_forgets_everything_and_a_missing_key_is_republished() {
         &f.clock,
         &f.da,
         &f.seen,
-        &f.unavailable,
+        &f.fault,
     );
     assert!(
         registry::load(&f.dir, "alice", Some(1000)).is_ok(),
@@ -801,7 +894,7 @@ fn software_containers_keep_working_when_the_default_is_the_tpm() {
         &f.clock,
         &f.da,
         &f.seen,
-        &f.unavailable,
+        &f.fault,
     );
     assert_eq!(again.default_backend(), BackendKind::Tpm);
     let nonce = Nonce::random().unwrap();
@@ -824,4 +917,388 @@ fn software_containers_keep_working_when_the_default_is_the_tpm() {
         ),
         "{r:?}"
     );
+}
+
+fn change(f: &Fixture, cur: &str, new: &str) -> Result<Response, Failure> {
+    f.call(
+        ROOT,
+        Request::PinChange {
+            user: "alice".into(),
+            current_pin: Secret::new(cur),
+            new_pin: Secret::new(new),
+        },
+    )
+}
+
+fn history_json(f: &Fixture, user: &str) -> serde_json::Value {
+    let path = f.dir.join(format!("private/users/{user}/history.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn history_digests_are_salted_per_user_and_keyed_in_the_tpm() {
+    let mut config = Config::default();
+    config.pin.history = 3;
+    let f = fixture_with(config, true);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    f.set(ROOT, "bob", None, PIN).unwrap();
+    let (a, b) = (history_json(&f, "alice"), history_json(&f, "bob"));
+    assert_eq!(a["version"], 2);
+    assert_eq!(a["key"], "tpm");
+    assert_ne!(a["salt"], b["salt"], "a salt of each user's own");
+    assert_ne!(
+        a["digests"][0], b["digests"][0],
+        "same PIN, different digests"
+    );
+    // The TPM's key stays in the TPM: the state directory holds only its blob, no key file.
+    assert!(!f.dir.join("private/history.key").exists());
+    assert!(f.dir.join("private/history-key.tpm").exists());
+    assert_eq!(
+        f.code(change(&f, PIN, PIN)),
+        ErrorCode::PolicyViolation,
+        "the current PIN is in the history"
+    );
+    change(&f, PIN, "918273").unwrap();
+    // Without the TPM the history cannot be checked, and nothing is silently dropped.
+    let mut config = Config::default();
+    config.pin.history = 3;
+    let without = build(&f.dir, config, false, &f.clock, &f.da, &f.seen, &f.fault);
+    let before = std::fs::read(f.dir.join("private/users/bob/history.json")).unwrap();
+    let r = without.handle(
+        &ROOT,
+        Request::PinReset {
+            user: "bob".into(),
+            password: None,
+            new_pin: Secret::new("918273"),
+        },
+    );
+    let Response::Error(e) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::BackendUnavailable);
+    assert!(e.message.contains("kept with the TPM"), "{}", e.message);
+    assert!(e.message.contains("history.json"), "{}", e.message);
+    assert_eq!(
+        std::fs::read(f.dir.join("private/users/bob/history.json")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn software_history_uses_one_key_file_and_a_slow_salted_digest() {
+    let mut config = Config::default();
+    config.pin.history = 2;
+    let f = fixture_with(config, false);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let h = history_json(&f, "alice");
+    assert_eq!(h["key"], "software");
+    let key = std::fs::read(f.dir.join("private/history.key")).unwrap();
+    // The stored digest is MAC(key, Argon2id(salt, user, PIN)), not the old fast HMAC.
+    let salt: [u8; 16] = aloha::hex::decode(h["salt"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let stretched = history::stretch(&FAST_KDF, &salt, "alice", &Secret::new(PIN)).unwrap();
+    let expected = aloha::hex::encode(&history::software_mac(&key, &stretched).unwrap());
+    assert_eq!(h["digests"][0], expected.as_str());
+    assert_ne!(
+        h["digests"][0],
+        history::legacy_digest(&key, "alice", &Secret::new(PIN))
+            .unwrap()
+            .as_str()
+    );
+}
+
+#[test]
+fn a_version_1_history_is_honoured_once_then_replaced() {
+    let mut config = Config::default();
+    config.pin.history = 2;
+    let f = fixture_with(config, false);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    // What an older alohad left: unsalted fast digests, the current PIN's among them.
+    let key = std::fs::read(f.dir.join("private/history.key")).unwrap_or_else(|_| {
+        let k = vec![5u8; 32];
+        std::fs::write(f.dir.join("private/history.key"), &k).unwrap();
+        k
+    });
+    let legacy = history::legacy_digest(&key, "alice", &Secret::new(PIN)).unwrap();
+    let path = f.dir.join("private/users/alice/history.json");
+    std::fs::write(
+        &path,
+        format!("{{\"version\":1,\"digests\":[\"{legacy}\"]}}"),
+    )
+    .unwrap();
+    assert_eq!(f.code(change(&f, PIN, PIN)), ErrorCode::PolicyViolation);
+    let Response::Done { message } = change(&f, PIN, "918273").unwrap() else {
+        panic!()
+    };
+    assert!(message.contains("stronger format"), "{message}");
+    let h = history_json(&f, "alice");
+    assert_eq!(h["version"], 2);
+    assert_eq!(h["digests"].as_array().unwrap().len(), 1);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(&legacy));
+}
+
+#[test]
+fn a_corrupt_history_says_exactly_what_to_do() {
+    let mut config = Config::default();
+    config.pin.history = 2;
+    let f = fixture_with(config, false);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let path = f.dir.join("private/users/alice/history.json");
+    std::fs::write(&path, b"{\"version\":2,\"dig").unwrap();
+    let e = f
+        .call(
+            ROOT,
+            Request::PinReset {
+                user: "alice".into(),
+                password: None,
+                new_pin: Secret::new(OTHER_PIN),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StateCorrupt);
+    assert!(
+        e.message.contains(&format!("`rm {}`", path.display())),
+        "{}",
+        e.message
+    );
+    assert!(!e.message.contains("admin unlock"), "{}", e.message);
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"version\":2,\"dig");
+}
+
+#[test]
+fn per_user_limits_must_stay_below_the_tpm_guard() {
+    let da = |max_tries| DaState {
+        counter: 0,
+        max_tries,
+        recovery_seconds: 7200,
+        in_lockout: false,
+    };
+    assert!(check_tpm_limits(10, 2, &da(32)).is_ok());
+    assert!(check_tpm_limits(29, 2, &da(32)).is_ok());
+    let e = check_tpm_limits(30, 2, &da(32)).unwrap_err();
+    assert!(
+        e.contains("lockout.max_attempts = 30")
+            && e.contains("tpm.da_headroom = 2")
+            && e.contains("maxTries = 32")
+            && e.contains("at most 29"),
+        "{e}"
+    );
+    // No overflow, whatever the numbers.
+    let e = check_tpm_limits(u32::MAX, u32::MAX, &da(32)).unwrap_err();
+    assert!(e.contains("lower tpm.da_headroom"), "{e}");
+    // swtpm's default maxTries of 3 leaves one attempt with headroom 1, none with 2.
+    assert!(check_tpm_limits(1, 1, &da(3)).is_ok());
+    let e = check_tpm_limits(1, 2, &da(3)).unwrap_err();
+    assert!(e.contains("lower tpm.da_headroom"), "{e}");
+}
+
+#[test]
+fn status_shows_the_tpm_pause_and_the_default_backend() {
+    let f = fixture();
+    let s = f.status("bob");
+    assert!(!s.enrolled);
+    assert_eq!(s.default_backend, Some(BackendKind::Tpm));
+    assert_eq!(s.protection.as_deref(), Some(BackendKind::Tpm.protection()));
+    assert_eq!(s.tpm_pause, None);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    lock(&f.da).counter = 30;
+    let s = f.status("alice");
+    assert_eq!(
+        s.tpm_pause,
+        Some(TpmPause {
+            in_lockout: false,
+            until: Some(T0 + 7200)
+        })
+    );
+    let e = f.sign_in(ALICE, "alice", PIN).unwrap_err();
+    assert_eq!(e.code, ErrorCode::TpmLockout);
+    assert_eq!(e.retry_at, s.tpm_pause.and_then(|p| p.until));
+    // A software-vault user is not paused by the TPM.
+    let mut config = Config::default();
+    config.tpm.backend = BackendChoice::Software;
+    let g = fixture_with(config, true);
+    g.set(ROOT, "alice", None, PIN).unwrap();
+    lock(&g.da).counter = 31;
+    let s = g.status("alice");
+    assert_eq!(s.tpm_pause, None);
+    assert_eq!(
+        s.protection.as_deref(),
+        Some(BackendKind::Software.protection())
+    );
+    g.sign_in(ALICE, "alice", PIN).unwrap();
+}
+
+/// A software vault that waits (up to 5 s) until two are inside it at once.
+struct Rendezvous {
+    inner: SoftwareVault,
+    inside: Arc<(Mutex<usize>, std::sync::Condvar)>,
+    met: Arc<AtomicU64>,
+}
+
+impl KeyBackend for Rendezvous {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Software
+    }
+    fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError> {
+        self.inner.create(auth)
+    }
+    fn sign(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        digest: &[u8; 32],
+    ) -> Result<[u8; 64], BackendError> {
+        let (count, cv) = &*self.inside;
+        let mut n = lock(count);
+        *n += 1;
+        cv.notify_all();
+        let (n2, _) = cv
+            .wait_timeout_while(n, std::time::Duration::from_secs(5), |n| *n < 2)
+            .unwrap();
+        if *n2 >= 2 {
+            self.met.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(n2);
+        self.inner.sign(blob, auth, digest)
+    }
+    fn change_auth(
+        &mut self,
+        blob: &KeyBlob,
+        old: &AuthValue,
+        new: &AuthValue,
+    ) -> Result<KeyBlob, BackendError> {
+        self.inner.change_auth(blob, old, new)
+    }
+    fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn software_vault_sign_ins_of_different_users_run_side_by_side() {
+    let dir = temp_dir();
+    let inside = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+    let met = Arc::new(AtomicU64::new(0));
+    let (i2, m2) = (inside.clone(), met.clone());
+    let mut config = Config::default();
+    config.tpm.backend = BackendChoice::Software;
+    let service = Arc::new(Service::new(Parts {
+        config,
+        store: Store::open_unlocked(&dir).unwrap(),
+        software: Box::new(move || {
+            Box::new(Rendezvous {
+                inner: fast_vault(),
+                inside: i2.clone(),
+                met: m2.clone(),
+            })
+        }),
+        history_kdf: FAST_KDF,
+        tpm: None,
+        users: Box::new(FakeUsers),
+        passwords: Box::new(FakePasswords),
+        clock: Box::new(FakeClock(Arc::new(AtomicU64::new(T0)))),
+    }));
+    for user in ["alice", "bob"] {
+        let r = service.handle(
+            &ROOT,
+            Request::PinSet {
+                user: user.into(),
+                password: None,
+                pin: Secret::new(PIN),
+            },
+        );
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    }
+    let threads: Vec<_> = [(ALICE, "alice"), (BOB, "bob")]
+        .into_iter()
+        .map(|(caller, user)| {
+            let service = service.clone();
+            std::thread::spawn(move || {
+                service.handle(
+                    &caller,
+                    Request::SignIn {
+                        user: user.into(),
+                        service: "t".into(),
+                        nonce: Nonce::random().unwrap(),
+                        pin: Secret::new(PIN),
+                    },
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert!(matches!(r, Response::Signed { .. }), "{r:?}");
+    }
+    assert_eq!(
+        met.load(Ordering::SeqCst),
+        2,
+        "both were inside the vault at once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_busy_connection_still_ends_at_its_lifetime() {
+    use aloha::frame;
+    use std::time::{Duration, Instant};
+    let f = fixture();
+    let socket = f.dir.join("alohad.sock");
+    let service = Arc::new(build(
+        &f.dir.join("state"),
+        Config::default(),
+        false,
+        &f.clock,
+        &f.da,
+        &f.seen,
+        &f.fault,
+    ));
+    let listener = crate::server::bind(&socket).unwrap();
+    let shutdown: &'static std::sync::atomic::AtomicBool =
+        Box::leak(Box::new(std::sync::atomic::AtomicBool::new(false)));
+    let limits = crate::server::Limits {
+        io_timeout: Duration::from_secs(2),
+        max_connections: 8,
+        max_connections_per_uid: 2,
+        connection_lifetime: Duration::from_millis(600),
+    };
+    let server =
+        std::thread::spawn(move || crate::server::serve(listener, service, limits, shutdown));
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut ask = |req: &Request| -> Result<Response, frame::FrameError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        frame::write_frame(
+            &mut stream,
+            &aloha::protocol::encode(req).unwrap(),
+            deadline,
+        )?;
+        let bytes = frame::read_frame(&mut stream, deadline, frame::MAX_FRAME_LEN)?;
+        Ok(aloha::protocol::decode(&bytes).unwrap())
+    };
+    let hello = Request::Hello {
+        version: aloha::protocol::PROTOCOL_VERSION,
+        client: "test".into(),
+    };
+    assert!(matches!(ask(&hello), Ok(Response::Hello { .. })));
+    let started = Instant::now();
+    let mut answered = 0;
+    // A request every 100 ms never lets one frame deadline pass; the lifetime still ends it.
+    while started.elapsed() < Duration::from_secs(10) {
+        match ask(&Request::Status {
+            user: "alice".into(),
+        }) {
+            Ok(_) => answered += 1,
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered >= 1, "served before the lifetime ended");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the connection was never closed"
+    );
+    shutdown.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
 }

@@ -5,11 +5,12 @@
 //!   public/                  0755  <user>.pub — registered public keys (see aloha::registry)
 //!   private/                 0700  nothing here is readable by anyone but root
 //!     alohad.lock                  one daemon per state dir (flock)
-//!     history.key            0600  HMAC key for PIN-history digests
+//!     history.key            0600  HMAC key for PIN-history digests (software vault)
+//!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
 //!     users/<user>/          0700
 //!       container.json       0600  the key container (public key, salt, protector blobs)
 //!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
-//!       history.json         0600  keyed digests of previous PINs
+//!       history.json         0600  salted, slow, keyed digests of previous PINs
 //! ```
 //! Every write is atomic (temp file, fsync, rename, fsync dir). A file that exists but cannot be
 //! parsed is reported with its path and left untouched — never silently replaced.
@@ -32,6 +33,10 @@ use crate::backend::{KeyBlob, SALT_LEN};
 
 pub const CONTAINER_VERSION: u32 = 1;
 const STATE_VERSION: u32 = 1;
+/// history.json version 1 held fast HMAC digests without a salt; version 2 is salted and slow.
+const HISTORY_VERSION: u32 = 2;
+const LEGACY_HISTORY_VERSION: u32 = 1;
+pub const HISTORY_SALT_LEN: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -112,8 +117,37 @@ struct AttemptsFile {
 #[serde(deny_unknown_fields)]
 struct HistoryFile {
     version: u32,
-    /// Newest first: HMAC-SHA256(history.key, user, PIN), hex.
+    /// Which key made the digests (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<BackendKind>,
+    /// The user's history salt (version 2).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "aloha::hex::serde"
+    )]
+    salt: Vec<u8>,
+    /// Newest first, hex. Version 2: MAC(key, Argon2id(salt, user, PIN)); version 1:
+    /// HMAC-SHA256(history.key, user, PIN).
     digests: Vec<String>,
+}
+
+/// A user's PIN history (newest first), salted and keyed; see `crate::history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The key store whose key made the digests.
+    pub key: BackendKind,
+    pub salt: [u8; HISTORY_SALT_LEN],
+    pub digests: Vec<String>,
+}
+
+/// What history.json holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredHistory {
+    None,
+    /// Version 1: unsalted fast digests, to be checked once and replaced.
+    Legacy(Vec<String>),
+    Current(History),
 }
 
 /// Handle on the state directory. Holds the single-daemon lock while alive.
@@ -157,6 +191,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(werr)
+}
+
+/// Create `path` with `bytes` unless it exists (then leave it alone): written to a temp file,
+/// fsync'ed, then hard-linked into place, which fails if another writer got there first.
+fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let werr = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".new-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fs::remove_file(&tmp)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(werr)
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Read {
+            path: path.into(),
+            source,
+        }),
+    }
 }
 
 /// Read and parse a JSON state file. `Ok(None)` if it does not exist.
@@ -360,48 +441,114 @@ impl Store {
         write_json(&self.attempts_path(user), &file, 0o600)
     }
 
-    pub fn load_history(&self, user: &str) -> Result<Vec<String>, StoreError> {
+    pub fn load_history(&self, user: &str) -> Result<StoredHistory, StoreError> {
         let path = self.history_path(user);
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
         match read_json::<HistoryFile>(&path)? {
-            None => Ok(Vec::new()),
-            Some(f) if f.version == STATE_VERSION => Ok(f.digests),
-            Some(f) => Err(StoreError::Corrupt {
-                path,
-                reason: format!("unknown version {}", f.version),
-            }),
+            None => Ok(StoredHistory::None),
+            Some(f) if f.version == LEGACY_HISTORY_VERSION => Ok(StoredHistory::Legacy(f.digests)),
+            Some(f) if f.version == HISTORY_VERSION => {
+                let key = f.key.ok_or_else(|| corrupt("it names no key".into()))?;
+                let salt = <[u8; HISTORY_SALT_LEN]>::try_from(f.salt.as_slice())
+                    .map_err(|_| corrupt(format!("its salt is {} bytes, not 16", f.salt.len())))?;
+                Ok(StoredHistory::Current(History {
+                    key,
+                    salt,
+                    digests: f.digests,
+                }))
+            }
+            Some(f) => Err(corrupt(format!("unknown version {}", f.version))),
         }
     }
 
-    pub fn save_history(&self, user: &str, digests: Vec<String>) -> Result<(), StoreError> {
+    pub fn save_history(&self, user: &str, history: &History) -> Result<(), StoreError> {
         self.ensure_user_dir(user)?;
         let file = HistoryFile {
-            version: STATE_VERSION,
-            digests,
+            version: HISTORY_VERSION,
+            key: Some(history.key),
+            salt: history.salt.to_vec(),
+            digests: history.digests.clone(),
         };
         write_json(&self.history_path(user), &file, 0o600)
     }
 
-    /// The key for PIN-history digests, created on first use.
+    /// Forget the user's PIN history (`history = 0` stores none).
+    pub fn remove_history(&self, user: &str) -> Result<(), StoreError> {
+        let path = self.history_path(user);
+        match fs::remove_file(&path) {
+            Ok(()) => File::open(self.user_dir(user))
+                .and_then(|d| d.sync_all())
+                .map_err(|source| StoreError::Write { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Write { path, source }),
+        }
+    }
+
+    pub fn history_key_path(&self) -> PathBuf {
+        self.private().join("history.key")
+    }
+
+    pub fn tpm_history_key_path(&self) -> PathBuf {
+        self.private().join("history-key.tpm")
+    }
+
+    /// The software PIN-history key, created on first use.
     pub fn history_key(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let path = self.private().join("history.key");
-        match fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => return Ok(Zeroizing::new(bytes)),
-            Ok(bytes) => {
-                return Err(StoreError::Corrupt {
-                    path,
+        let path = self.history_key_path();
+        let parse = |bytes: Vec<u8>| {
+            let bytes = Zeroizing::new(bytes);
+            if bytes.len() == 32 {
+                Ok(bytes)
+            } else {
+                Err(StoreError::Corrupt {
+                    path: path.clone(),
                     reason: format!("expected 32 bytes, found {}", bytes.len()),
-                });
+                })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        if let Some(bytes) = read_optional(&path)? {
+            return parse(bytes);
         }
         let mut key = Zeroizing::new(vec![0u8; 32]);
         getrandom::fill(&mut key).map_err(|e| StoreError::Write {
             path: path.clone(),
             source: io::Error::other(e.to_string()),
         })?;
-        write_atomic(&path, &key, 0o600)?;
-        Ok(key)
+        create_exclusive(&path, &key, 0o600)?;
+        // Whoever created it first won: everyone uses the file's key, never their own.
+        let bytes = read_optional(&path)?.ok_or_else(|| StoreError::Corrupt {
+            path: path.clone(),
+            reason: "it vanished right after it was created".into(),
+        })?;
+        parse(bytes)
+    }
+
+    /// The TPM's PIN-history key blob, created with `create` on first use.
+    pub fn tpm_history_key<E>(
+        &self,
+        create: impl FnOnce() -> Result<KeyBlob, E>,
+    ) -> Result<Result<KeyBlob, E>, StoreError> {
+        let path = self.tpm_history_key_path();
+        if let Some(blob) = read_json::<KeyBlob>(&path)? {
+            return Ok(Ok(blob));
+        }
+        let blob = match create() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let bytes = serde_json::to_vec_pretty(&blob).map_err(|e| StoreError::Write {
+            path: path.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        create_exclusive(&path, &bytes, 0o600)?;
+        let stored = read_json::<KeyBlob>(&path)?.ok_or_else(|| StoreError::Corrupt {
+            path: path.clone(),
+            reason: "it vanished right after it was created".into(),
+        })?;
+        Ok(Ok(stored))
     }
 
     /// Delete everything alohad holds for `user`. Returns whether anything existed.
@@ -565,6 +712,80 @@ mod tests {
         let k1 = store.history_key().unwrap();
         let k2 = store.history_key().unwrap();
         assert_eq!(*k1, *k2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_uses_agree_on_one_history_key() {
+        let dir = temp();
+        let store = std::sync::Arc::new(Store::open(&dir).unwrap());
+        let keys: Vec<Vec<u8>> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || store.history_key().unwrap().to_vec())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "every thread got the same key"
+        );
+        assert_eq!(*store.history_key().unwrap(), keys[0]);
+        let leftovers: Vec<_> = fs::read_dir(dir.join("private"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // The TPM key file follows the same rule: the first blob stored wins.
+        let blob = |n: u8| KeyBlob::Tpm {
+            public: vec![0, 1, n],
+            private: vec![0, 1, n],
+        };
+        let first = store
+            .tpm_history_key(|| Ok::<_, ()>(blob(1)))
+            .unwrap()
+            .unwrap();
+        let second = store
+            .tpm_history_key(|| Ok::<_, ()>(blob(2)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, blob(1));
+        assert_eq!(second, blob(1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn legacy_and_current_history_are_told_apart() {
+        let dir = temp();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.load_history("al").unwrap(), StoredHistory::None);
+        fs::create_dir_all(store.user_dir("al")).unwrap();
+        fs::write(
+            store.history_path("al"),
+            br#"{"version":1,"digests":["ab"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            store.load_history("al").unwrap(),
+            StoredHistory::Legacy(vec!["ab".into()])
+        );
+        let h = History {
+            key: BackendKind::Tpm,
+            salt: [7; HISTORY_SALT_LEN],
+            digests: vec!["cd".into()],
+        };
+        store.save_history("al", &h).unwrap();
+        assert_eq!(store.load_history("al").unwrap(), StoredHistory::Current(h));
+        fs::write(store.history_path("al"), br#"{"version":2,"digests":[]}"#).unwrap();
+        assert!(matches!(
+            store.load_history("al"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        store.remove_history("al").unwrap();
+        assert_eq!(store.load_history("al").unwrap(), StoredHistory::None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,11 +21,16 @@ pub fn render(s: &UserStatus, now: u64) -> String {
         };
         line("PIN:", format!("set {set}, {expiry}"));
     }
-    if let Some(b) = s.backend {
-        line(
+    match (s.backend, s.default_backend) {
+        (Some(b), _) => line(
             "Protected by:",
             format!("{} — {}", b.name(), b.protection()),
-        );
+        ),
+        (None, Some(b)) => line(
+            "New PINs go to:",
+            format!("{} — {}", b.name(), b.protection()),
+        ),
+        (None, None) => {}
     }
     if !s.protectors.is_empty() {
         line("Protectors:", s.protectors.join(", "));
@@ -56,6 +61,25 @@ pub fn render(s: &UserStatus, now: u64) -> String {
             .into(),
     };
     line("Lockout:", state);
+    if let Some(p) = s.tpm_pause {
+        let why = if p.in_lockout {
+            "the TPM is in its dictionary-attack lockout"
+        } else {
+            "the TPM is close to its dictionary-attack lockout"
+        };
+        let until = match p.until {
+            Some(t) => format!(
+                "next attempt in about {} (at {})",
+                wait(t.saturating_sub(now)),
+                utc(t)
+            ),
+            None => "until an administrator resets the TPM's dictionary-attack counter".into(),
+        };
+        line(
+            "PIN sign-in:",
+            format!("PAUSED for every user — {why}; {until}. Use your password meanwhile."),
+        );
+    }
     if let Some(t) = s.tpm {
         let lock = if t.in_lockout {
             "IN LOCKOUT (every user's PIN paused)"
@@ -76,4 +100,67 @@ pub fn render(s: &UserStatus, now: u64) -> String {
         line("PROBLEM:", p.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloha::protocol::{BackendKind, TpmLockoutStatus, TpmPause};
+
+    fn status() -> UserStatus {
+        UserStatus {
+            user: "alice".into(),
+            uid: 1000,
+            enrolled: false,
+            backend: None,
+            protectors: vec![],
+            pin_set_at: None,
+            pin_expires_at: None,
+            failed_attempts: 0,
+            max_attempts: 10,
+            gate: Gate::Open {
+                left_before_delay: 3,
+                left_before_lock: 10,
+            },
+            tpm: Some(TpmLockoutStatus {
+                counter: 30,
+                max_tries: 32,
+                recovery_seconds: 7200,
+                in_lockout: false,
+            }),
+            tpm_pause: None,
+            default_backend: Some(BackendKind::Tpm),
+            protection: Some(BackendKind::Tpm.protection().into()),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn a_user_without_a_pin_is_told_where_new_pins_go() {
+        let shown = render(&status(), 1_000);
+        assert!(shown.contains("New PINs go to:   TPM 2.0"), "{shown}");
+        assert!(!shown.contains("PAUSED"), "{shown}");
+    }
+
+    #[test]
+    fn the_tpm_pause_is_shown_with_when_it_ends() {
+        let mut s = status();
+        s.tpm_pause = Some(TpmPause {
+            in_lockout: false,
+            until: Some(1_000 + 7200),
+        });
+        let shown = render(&s, 1_000);
+        assert!(shown.contains("PAUSED for every user"), "{shown}");
+        assert!(shown.contains("next attempt in about 2 hours"), "{shown}");
+        s.tpm_pause = Some(TpmPause {
+            in_lockout: true,
+            until: None,
+        });
+        let shown = render(&s, 1_000);
+        assert!(
+            shown.contains("is in its dictionary-attack lockout"),
+            "{shown}"
+        );
+        assert!(shown.contains("until an administrator"), "{shown}");
+    }
 }

@@ -415,13 +415,33 @@ fn foreign_da_failures(f: &mut Fixture, n: u32) {
     f.daemon.spawn();
 }
 
+/// A sign-in straight on the socket (as root), to see the refusal's code and retry time.
+fn sign_in_refusal(f: &Fixture) -> aloha::protocol::Failure {
+    use aloha::client::{Client, ClientError};
+    use aloha::protocol::Request;
+    let mut c = Client::connect(&f.daemon.socket(), Duration::from_secs(20), "test").unwrap();
+    let r = c.call(&Request::SignIn {
+        user: "nobody".into(),
+        service: "test".into(),
+        nonce: aloha::challenge::Nonce::random().unwrap(),
+        pin: aloha::Secret::new(PIN),
+    });
+    match r {
+        Err(ClientError::Refused(failure)) => failure,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 /// The TPM's lockout is global: alohad reads its counter before every attempt, stops PIN
 /// sign-in `da_headroom` (2) failures before maxTries, reports an actual TPM lockout as its
 /// own state, and shows the counter in `aloha status`. None of it costs the user an attempt.
 #[test]
 fn tpm_lockout_counter_guards_sign_in() {
     let tpm = aloha_tests::swtpm::Swtpm::start_with_da(8, 3600, 86400);
-    let mut f = Fixture::on(Some(tpm), |_| {});
+    // alohad refuses a per-user limit that is not below maxTries - da_headroom (8 - 2).
+    let mut f = Fixture::on(Some(tpm), |o| {
+        o.extra = "[lockout]\nmax_attempts = 5\n".into();
+    });
     enrol_nobody(&f);
     let tpm_status = |f: &Fixture| status(f, "nobody")["tpm"].clone();
     assert_eq!(tpm_status(&f)["counter"], 0);
@@ -444,6 +464,14 @@ fn tpm_lockout_counter_guards_sign_in() {
          (limit 8); PIN sign-in pauses for every user until about",
     );
     assert!(refused.stderr.contains("Use your password."), "{refused:?}");
+    // A state of its own on the socket, with the time the TPM will have forgotten enough.
+    let failure = sign_in_refusal(&f);
+    assert_eq!(
+        failure.code,
+        aloha::protocol::ErrorCode::TpmLockout,
+        "{failure:?}"
+    );
+    assert!(failure.retry_at.is_some(), "{failure:?}");
     let s = status(&f, "nobody");
     assert_eq!(
         s["failed_attempts"], 1,
@@ -466,6 +494,12 @@ fn tpm_lockout_counter_guards_sign_in() {
     let t = tpm_status(&f);
     assert_eq!(t["in_lockout"], true, "{t}");
     verify_nobody(&f, PIN).refused("The TPM is in its dictionary-attack lockout after");
+    let failure = sign_in_refusal(&f);
+    assert_eq!(
+        failure.code,
+        aloha::protocol::ErrorCode::TpmLockout,
+        "{failure:?}"
+    );
     assert_eq!(status(&f, "nobody")["failed_attempts"], 1);
     let text = f.daemon.aloha(&["status", "--user", "nobody"], "");
     assert!(
@@ -854,8 +888,20 @@ fn fake_daemon(
     use aloha::frame::{MAX_FRAME_LEN, read_frame, write_frame};
     use aloha::protocol::{self, BackendKind, PROTOCOL_VERSION, Request, Response};
     let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+        // Bounded: a CLI that never connects must not hang the test.
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("the CLI never connected to the fake daemon: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
         let deadline = || Instant::now() + Duration::from_secs(20);
         loop {
             let Ok(bytes) = read_frame(&mut s, deadline(), MAX_FRAME_LEN) else {

@@ -137,9 +137,14 @@ pub enum BackendError {
     /// The blob cannot be used: corrupt, of the other backend, or made by another TPM.
     #[error("the key blob cannot be used: {0}")]
     BadBlob(String),
-    /// The key store cannot be reached or used now.
+    /// The key store cannot be reached or used now, and never saw the PIN-derived value.
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
+    /// The command carrying the PIN-derived value was sent, but no trustworthy answer came back
+    /// (connection lost, response HMAC wrong, an unauthenticated error response): the key store
+    /// may have judged the PIN, so the attempt must stay counted.
+    #[error("the key store gave no trustworthy answer after the PIN was sent: {0}")]
+    Indeterminate(String),
 }
 
 /// A key store. Implementations are driven from one owner at a time (alohad wraps each in a
@@ -168,4 +173,18 @@ pub trait KeyBackend: Send {
 
     /// The TPM's dictionary-attack state; `None` for backends without one.
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError>;
+
+    /// A new key for PIN-history digests that only this key store can use (the TPM: an HMAC
+    /// key that never leaves it). `None`: this store has none, alohad keeps a key file instead.
+    fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
+        Ok(None)
+    }
+
+    /// HMAC-SHA256 of `data` under a key made by [`KeyBackend::create_history_key`].
+    fn history_mac(&mut self, key: &KeyBlob, data: &[u8; 32]) -> Result<[u8; 32], BackendError> {
+        let _ = (key, data);
+        Err(BackendError::Unavailable(
+            "this key store holds no PIN-history key".into(),
+        ))
+    }
 }

@@ -34,9 +34,10 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, Private,
-    Public, PublicBuilder, PublicEccParametersBuilder, Signature, SignatureScheme,
-    SymmetricDefinition, SymmetricDefinitionObject,
+    Auth, CapabilityData, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket,
+    KeyedHashScheme, MaxBuffer, Private, Public, PublicBuilder, PublicEccParametersBuilder,
+    PublicKeyedHashParameters, Signature, SignatureScheme, SymmetricDefinition,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -87,6 +88,7 @@ enum Step {
     Authorize,
     Flush,
     Capability,
+    History,
 }
 
 impl Step {
@@ -99,6 +101,7 @@ impl Step {
             Step::Authorize => "using the key",
             Step::Flush => "releasing a TPM handle",
             Step::Capability => "reading the dictionary-attack state",
+            Step::History => "computing a PIN-history digest",
         }
     }
 }
@@ -176,7 +179,12 @@ impl TpmBackend {
             None => self.connect()?,
         };
         let result = op(self, &mut conn);
-        if !conn.poisoned && !matches!(result, Err(BackendError::Unavailable(_))) {
+        if !conn.poisoned
+            && !matches!(
+                result,
+                Err(BackendError::Unavailable(_) | BackendError::Indeterminate(_))
+            )
+        {
             self.conn = Some(conn);
         }
         result
@@ -242,6 +250,16 @@ impl TpmBackend {
         match classify(step, e) {
             Class::AuthFailed => BackendError::AuthFailed,
             Class::Lockout => BackendError::Lockout,
+            // The PIN-carrying command went out. TPM error responses carry no HMAC and a lost
+            // connection says nothing, so the TPM may well have judged the PIN: whoever can
+            // tamper with the bus or restart the TPM must not get free guesses from this.
+            Class::Blob | Class::Down if step == Step::Authorize => {
+                BackendError::Indeterminate(format!(
+                    "the TPM at {} failed while {} ({what}), after the PIN was sent",
+                    self.tcti_text,
+                    step.doing()
+                ))
+            }
             Class::Blob => BackendError::BadBlob(format!(
                 "the TPM rejected it while {} ({what}): it is damaged, or was made by another TPM or \
                  before this TPM was cleared. Reset the PIN with the account password to create a new key",
@@ -409,6 +427,53 @@ fn signing_key_template() -> Result<Public, TssError> {
         .build()
 }
 
+/// alohad's PIN-history key: HMAC-SHA256, no authValue, noDA (its use judges no PIN), fixedTPM:
+/// a copied state directory is useless without this TPM.
+fn history_key_template() -> Result<Public, TssError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_sign_encrypt(true)
+        .with_decrypt(false)
+        .with_restricted(false)
+        .with_no_da(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(
+            KeyedHashScheme::HMAC_SHA_256,
+        ))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+}
+
+fn check_history_public(public: &Public) -> Result<(), BackendError> {
+    let Public::KeyedHash {
+        object_attributes: a,
+        parameters,
+        ..
+    } = public
+    else {
+        return Err(BackendError::BadBlob(
+            "the PIN-history key is not an HMAC key".into(),
+        ));
+    };
+    if *parameters != PublicKeyedHashParameters::new(KeyedHashScheme::HMAC_SHA_256)
+        || !a.sign_encrypt()
+        || a.decrypt()
+        || !a.fixed_tpm()
+    {
+        return Err(BackendError::BadBlob(
+            "the PIN-history key's attributes are not those alohad creates".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The authValue as tss-esapi wants it. The TPM drops trailing zero octets of an authValue it
 /// stores, and tpm2-tss 3.2 does the same for the HMAC key; dropping them here too keeps both
 /// sides equal whatever the TSS version (about one PIN in 256 derives such an authValue).
@@ -432,6 +497,13 @@ struct TpmBlob {
 
 impl TpmBlob {
     fn parse(blob: &KeyBlob) -> Result<TpmBlob, BackendError> {
+        TpmBlob::parse_as(blob, check_key_public)
+    }
+
+    fn parse_as(
+        blob: &KeyBlob,
+        check: fn(&Public) -> Result<(), BackendError>,
+    ) -> Result<TpmBlob, BackendError> {
         let KeyBlob::Tpm { public, private } = blob else {
             return Err(BackendError::BadBlob(
                 "this key is in the software vault, not in the TPM: use the backend it was created with".into(),
@@ -450,7 +522,7 @@ impl TpmBlob {
                 "the key's public part has trailing or non-canonical bytes".into(),
             ));
         }
-        check_key_public(&parsed)?;
+        check(&parsed)?;
         let private_area = unwrap_tpm2b("private part", private)?;
         let private = Private::try_from(private_area).map_err(|e| {
             BackendError::BadBlob(format!(
@@ -785,6 +857,51 @@ impl KeyBackend for TpmBackend {
         })
     }
 
+    fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
+        let template =
+            history_key_template().map_err(|e| internal("the PIN-history key template", &e))?;
+        let created = self.in_session(|me, conn, session| {
+            let primary = conn.primary;
+            set_encryption(&mut conn.ctx, session, true, true)
+                .map_err(|e| me.tpm_error(Step::Session, &e))?;
+            conn.ctx
+                .execute_with_session(Some(session), |c| {
+                    c.create(primary, template, None, None, None, None)
+                })
+                .map_err(|e| me.tpm_error(Step::Create, &e))
+        })?;
+        let public = created
+            .out_public
+            .marshall()
+            .map_err(|e| internal("the PIN-history key's public part", &e))?;
+        Ok(Some(KeyBlob::Tpm {
+            public: wrap_tpm2b(&public)?,
+            private: wrap_tpm2b(created.out_private.value())?,
+        }))
+    }
+
+    fn history_mac(&mut self, key: &KeyBlob, data: &[u8; 32]) -> Result<[u8; 32], BackendError> {
+        let blob = TpmBlob::parse_as(key, check_history_public)?;
+        let buffer = MaxBuffer::try_from(data.to_vec())
+            .map_err(|e| internal("the PIN-history input", &e))?;
+        let mac = self.in_session(|me, conn, session| {
+            me.with_loaded_key(conn, session, &blob, |conn, key| {
+                // The input (derived from the PIN) goes in encrypted, the HMAC comes back encrypted.
+                set_encryption(&mut conn.ctx, session, true, true)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                conn.ctx
+                    .execute_with_session(Some(session), |c| {
+                        c.hmac(key.into(), buffer, HashingAlgorithm::Sha256)
+                    })
+                    .map_err(|e| me.tpm_error(Step::History, &e))
+            })
+        })?;
+        let bytes: &[u8] = mac.value();
+        <[u8; 32]>::try_from(bytes).map_err(|_| {
+            BackendError::Unavailable("the TPM returned an HMAC that is not 32 bytes".into())
+        })
+    }
+
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
         let was_connected = self.conn.is_some();
         // Reading capabilities sends nothing secret: after a stale connection, retry once.
@@ -887,6 +1004,37 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_after_the_pin_was_sent_is_indeterminate() {
+        let backend = TpmBackend {
+            tcti: TctiNameConf::from_str("swtpm:host=127.0.0.1,port=1").expect("tcti"),
+            tcti_text: "swtpm:host=127.0.0.1,port=1".into(),
+            conn: None,
+        };
+        let e = |step, rc: u32| {
+            backend.tpm_error(step, &TssError::Tss2Error(Tss2ResponseCode::from(rc)))
+        };
+        // Response HMAC wrong, TCTI I/O error, an unauthenticated format-one error: the TPM may
+        // have judged the PIN.
+        for rc in [0x7001B, 0xA000A, 0x1C4] {
+            assert!(
+                matches!(e(Step::Authorize, rc), BackendError::Indeterminate(_)),
+                "{rc:#x}"
+            );
+        }
+        assert!(matches!(
+            e(Step::Authorize, 0x98E),
+            BackendError::AuthFailed
+        ));
+        assert!(matches!(e(Step::Authorize, 0x921), BackendError::Lockout));
+        // Before the PIN-carrying command: nothing was judged.
+        assert!(matches!(
+            e(Step::Session, 0xA000A),
+            BackendError::Unavailable(_)
+        ));
+        assert!(matches!(e(Step::Load, 0x1DF), BackendError::BadBlob(_)));
+    }
+
+    #[test]
     fn tpm2b_framing_is_strict() {
         assert_eq!(unwrap_tpm2b("x", &[0, 2, 7, 8]).ok(), Some(&[7u8, 8][..]));
         assert!(unwrap_tpm2b("x", &[0, 3, 7, 8]).is_err());
@@ -912,5 +1060,9 @@ mod tests {
         assert!(storage_primary_template().is_ok());
         let key = signing_key_template().expect("key template");
         assert!(check_key_public(&key).is_ok());
+        let history = history_key_template().expect("history key template");
+        assert!(check_history_public(&history).is_ok());
+        assert!(check_key_public(&history).is_err());
+        assert!(check_history_public(&key).is_err());
     }
 }
