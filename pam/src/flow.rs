@@ -1,5 +1,7 @@
-//! What pam_aloha does, as ordinary Rust behind [`Host`] (the PAM handle in production, a
-//! scripted host in tests). No policy lives here: alohad decides; this side proves.
+//! What pam_aloha does, as ordinary Rust behind two traits: [`Host`] (the PAM handle in
+//! production) and [`Aloha`] (config, key registry and alohad in production; see
+//! [`crate::alohad`]). Tests script both. No policy lives here: alohad decides; this side
+//! proves.
 //!
 //! 1. Remote sessions (non-local PAM_RHOST, or sshd) → PAM_IGNORE: a network attacker must not
 //!    burn anyone's attempts.
@@ -9,24 +11,29 @@
 //! 3. Locked or waiting → say so ("use your password"), no prompt.
 //! 4. Prompt `PIN:`; empty or cancelled → fall through, nothing counted.
 //! 5. Our nonce + PIN to alohad; the signature that comes back is verified here against the
-//!    registered public key. Only a verified signature is PAM_SUCCESS.
+//!    registered public key. Only a verified signature is PAM_SUCCESS. Once the PIN has been
+//!    sent, anything but a verifying signature or one of alohad's refusals (garbage, silence,
+//!    a reply of the wrong kind) is PAM_AUTH_ERR: whoever took the PIN did not answer as
+//!    alohad does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aloha::Secret;
-use aloha::challenge::{self, Nonce};
-use aloha::client::{Client, ClientError};
-use aloha::config::Config;
+use aloha::challenge::{self, ChallengeError, Nonce};
+use aloha::client::ClientError;
+use aloha::config::ConfigError;
 use aloha::lockout::{Gate, refusal_message};
-use aloha::protocol::{ErrorCode, Request, Response};
-use aloha::registry::{self, RegistryError};
+use aloha::protocol::{ErrorCode, Response};
+use aloha::registry::{RegisteredKey, RegistryError};
+
+use crate::alohad::Alohad;
 
 /// The PAM return codes this module uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
-    /// A wrong PIN, a forged answer, a wait in force.
+    /// A wrong PIN, a forged or broken answer, a wait in force.
     AuthErr,
     /// The PIN is locked.
     MaxTries,
@@ -55,10 +62,41 @@ pub trait Host {
     fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()>;
     /// Show an error message (not under PAM_SILENT — the host knows).
     fn tell(&mut self, message: &str);
-    /// pam_syslog(LOG_AUTHPRIV).
+    /// pam_syslog(LOG_AUTHPRIV); [`Level::Debug`] only with the `debug` argument.
     fn log(&mut self, level: Level, message: &str);
     /// The user's uid from the system's user database.
     fn uid_of(&self, user: &str) -> Option<u32>;
+}
+
+/// How a request to alohad failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// Before the request left: no connection, no greeting, not root, out of time.
+    NotSent(ClientError),
+    /// After the request was sent: a refusal, or no well-formed reply.
+    Sent(ClientError),
+}
+
+/// The Aloha side of a sign-in: where the registered key is, alohad, the clock, randomness.
+pub trait Aloha {
+    /// Config, socket and state dir in effect, for the debug log.
+    fn describe(&self) -> String;
+    fn socket(&self) -> &Path;
+    /// Where `user`'s registered public key lives.
+    fn key_path(&self, user: &str) -> PathBuf;
+    /// The key the answer is checked against: from the registry, never from the socket.
+    fn registered_key(&self, user: &str, uid: u32) -> Result<RegisteredKey, RegistryError>;
+    fn status(&mut self, user: &str) -> Result<Response, CallError>;
+    fn sign_in(
+        &mut self,
+        user: &str,
+        service: &str,
+        nonce: Nonce,
+        pin: Secret,
+    ) -> Result<Response, CallError>;
+    fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
+    /// Unix seconds (for "try again in …").
+    fn now(&self) -> u64;
 }
 
 /// Module arguments from the PAM service file.
@@ -68,7 +106,7 @@ pub struct Args {
     pub socket: Option<PathBuf>,
     /// `config=PATH`: aloha.toml to read (default /etc/aloha/aloha.toml).
     pub config: Option<PathBuf>,
-    /// `timeout=SECONDS`: how long to wait for alohad at each step (default 10).
+    /// `timeout=SECONDS`: how long, in all, one sign-in may wait for alohad (default 10).
     pub timeout: Duration,
     /// `debug`: log every step.
     pub debug: bool,
@@ -101,6 +139,21 @@ impl Args {
         }
         parsed
     }
+
+    /// The arguments in effect, defaults included, for the debug log.
+    fn describe(&self) -> String {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(default)".to_string(), |p| p.display().to_string())
+        };
+        format!(
+            "socket={} config={} timeout={}s debug={}",
+            path(&self.socket),
+            path(&self.config),
+            self.timeout.as_secs_f64(),
+            self.debug
+        )
+    }
 }
 
 /// Is this PAM_RHOST the machine itself?
@@ -115,16 +168,34 @@ pub fn is_local(rhost: &str) -> bool {
         .is_some_and(|own| own.eq_ignore_ascii_case(host))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// A reply's kind, for logs (a signature is not a secret, but it is noise).
+fn kind(r: &Response) -> &'static str {
+    match r {
+        Response::Hello { .. } => "hello",
+        Response::Status(_) => "status",
+        Response::Done { .. } => "done",
+        Response::Signed { .. } => "signed",
+        Response::Error(_) => "error",
+    }
 }
 
-/// One sign-in attempt. Never panics; every way out is logged once.
+/// One sign-in attempt against the real config, registry and alohad.
 pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
+    authenticate_with(host, args, Alohad::open)
+}
+
+/// One sign-in attempt; `open` makes the Aloha side once the session is known to be local.
+/// Never panics; every way out is logged once (and each step at debug level).
+pub fn authenticate_with<A: Aloha>(
+    host: &mut dyn Host,
+    args: &Args,
+    open: impl FnOnce(&Args) -> Result<A, ConfigError>,
+) -> Outcome {
     let service = host.service();
+    host.log(
+        Level::Debug,
+        &format!("service={service} arguments: {}", args.describe()),
+    );
     for arg in &args.unknown {
         host.log(
             Level::Notice,
@@ -152,24 +223,26 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
         return Outcome::Ignore;
     }
 
-    let config = match Config::load(args.config.as_deref()) {
-        Ok(c) => c,
+    let mut aloha = match open(args) {
+        Ok(a) => a,
         Err(e) => {
             says(host, Level::Error, &format!("result=unavailable: {e}"));
             return Outcome::Unavailable;
         }
     };
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(|| config.daemon.socket.clone());
+    says(host, Level::Debug, &format!("using {}", aloha.describe()));
 
     let Some(uid) = host.uid_of(&user) else {
         says(host, Level::Info, "result=ignore: no such user");
         return Outcome::Ignore;
     };
-    // The key we will check the answer against: from the registry, never from the socket.
-    let registered = match registry::load(&config.daemon.state_dir, &user, Some(uid)) {
+    let key_path = aloha.key_path(&user);
+    says(
+        host,
+        Level::Debug,
+        &format!("uid {uid}; registered key at {}", key_path.display()),
+    );
+    let registered = match aloha.registered_key(&user, uid) {
         Ok(k) => k,
         Err(RegistryError::NotEnrolled { .. }) => {
             says(
@@ -185,21 +258,36 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
         }
     };
 
-    // Before asking for a PIN: is an attempt possible at all?
-    let status = Client::connect(&socket, args.timeout, "pam_aloha")
-        .and_then(|mut c| c.call(&Request::Status { user: user.clone() }));
-    let status = match status {
+    // Before asking for a PIN: is an attempt possible at all? Nothing secret is sent yet, so
+    // any failure here falls through.
+    let status = match aloha.status(&user) {
         Ok(Response::Status(s)) => s,
         Ok(other) => {
             says(
                 host,
                 Level::Error,
-                &format!("result=unavailable: unexpected reply {other:?}"),
+                &format!(
+                    "result=unavailable: unexpected {} reply to a status request",
+                    kind(&other)
+                ),
             );
             return Outcome::Unavailable;
         }
-        Err(e) => return unavailable(host, &user, &service, &e),
+        Err(CallError::NotSent(e) | CallError::Sent(e)) => {
+            return unavailable(host, &user, &service, &e);
+        }
     };
+    says(
+        host,
+        Level::Debug,
+        &format!(
+            "alohad status: enrolled={} backend={} failed_attempts={} gate={:?}",
+            status.enrolled,
+            status.backend.map_or("none", |b| b.name()),
+            status.failed_attempts,
+            status.gate
+        ),
+    );
     if !status.enrolled {
         says(
             host,
@@ -208,8 +296,8 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
         );
         return Outcome::Unavailable;
     }
-    let now = now();
-    if let Some(message) = refusal_message(&user, status.gate, status.failed_attempts, now) {
+    if let Some(message) = refusal_message(&user, status.gate, status.failed_attempts, aloha.now())
+    {
         host.tell(&message);
         let (outcome, what) = match status.gate {
             Gate::Locked => (Outcome::MaxTries, "locked"),
@@ -223,6 +311,7 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
         return outcome;
     }
 
+    says(host, Level::Debug, "asking for the PIN");
     let pin = match host.ask_secret("PIN: ") {
         Ok(pin) if !pin.is_empty() => pin,
         Ok(_) => {
@@ -243,25 +332,51 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
         }
     };
 
-    let nonce = match Nonce::random() {
+    let nonce = match aloha.nonce() {
         Ok(n) => n,
         Err(e) => {
             says(host, Level::Error, &format!("result=unavailable: {e}"));
             return Outcome::Unavailable;
         }
     };
-    let reply = Client::connect(&socket, args.timeout, "pam_aloha").and_then(|mut c| {
-        c.call(&Request::SignIn {
-            user: user.clone(),
-            service: service.clone(),
-            nonce,
-            pin,
-        })
-    });
+    says(
+        host,
+        Level::Debug,
+        "sending the nonce and the PIN to alohad",
+    );
+    let reply = aloha.sign_in(&user, &service, nonce, pin);
+    match &reply {
+        Ok(r) => says(host, Level::Debug, &format!("reply: {}", kind(r))),
+        Err(CallError::Sent(ClientError::Refused(f))) => says(
+            host,
+            Level::Debug,
+            &format!("reply: refused ({:?})", f.code),
+        ),
+        Err(CallError::NotSent(e) | CallError::Sent(e)) => {
+            says(host, Level::Debug, &format!("no reply: {e}"))
+        }
+    }
+    let socket = aloha.socket().display().to_string();
+    let denied = |host: &mut dyn Host, why: &str| {
+        host.tell("Aloha's answer was not valid; use your password.");
+        host.log(
+            Level::Error,
+            &format!(
+                "user={user} service={service} result=denied: {why} from {socket} after the PIN \
+                 was sent; is something impersonating alohad?"
+            ),
+        );
+        Outcome::AuthErr
+    };
     match reply {
         Ok(Response::Signed { signature, backend }) => {
             match challenge::verify(&registered.public_key, &user, &nonce, &signature) {
                 Ok(()) => {
+                    says(
+                        host,
+                        Level::Debug,
+                        &format!("the signature verifies against {}", key_path.display()),
+                    );
                     says(
                         host,
                         Level::Info,
@@ -272,25 +387,18 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
                 Err(e) => {
                     says(
                         host,
-                        Level::Error,
+                        Level::Debug,
                         &format!(
-                            "result=denied: the answer from {} does not verify ({e}); is something impersonating alohad?",
-                            socket.display()
+                            "the signature does not verify against {}",
+                            key_path.display()
                         ),
                     );
-                    Outcome::AuthErr
+                    denied(host, &format!("an answer that does not verify ({e})"))
                 }
             }
         }
-        Ok(other) => {
-            says(
-                host,
-                Level::Error,
-                &format!("result=denied: unexpected reply {other:?}"),
-            );
-            Outcome::AuthErr
-        }
-        Err(ClientError::Refused(f)) => {
+        Ok(other) => denied(host, &format!("an unexpected {} reply", kind(&other))),
+        Err(CallError::Sent(ClientError::Refused(f))) => {
             host.tell(&f.message);
             let (outcome, what) = match f.code {
                 ErrorCode::WrongPin if f.left_before_lock == Some(0) => {
@@ -299,6 +407,8 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
                 ErrorCode::WrongPin => (Outcome::AuthErr, "wrong_pin"),
                 ErrorCode::Delayed => (Outcome::AuthErr, "waiting"),
                 ErrorCode::Locked => (Outcome::MaxTries, "locked"),
+                // alohad could not try (TPM lockout, key store down, busy...): its message
+                // says why, and the password decides.
                 _ => (Outcome::Unavailable, "unavailable"),
             };
             says(
@@ -308,7 +418,8 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
             );
             outcome
         }
-        Err(e) => {
+        Err(CallError::Sent(e)) => denied(host, &format!("no valid reply ({e})")),
+        Err(CallError::NotSent(e)) => {
             host.tell("Aloha did not answer; use your password.");
             unavailable(host, &user, &service, &e)
         }
@@ -370,14 +481,21 @@ mod tests {
     struct Scripted {
         rhost: Option<String>,
         service: String,
-        logs: Vec<String>,
+        answer: Answer,
+        logs: Vec<(Level, String)>,
         told: Vec<String>,
         asked: usize,
     }
 
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        Pin(&'static str),
+        Cancel,
+    }
+
     impl Host for Scripted {
         fn user(&mut self) -> Option<String> {
-            Some("root".into())
+            Some("alice".into())
         }
         fn service(&self) -> String {
             self.service.clone()
@@ -385,18 +503,32 @@ mod tests {
         fn rhost(&self) -> Option<String> {
             self.rhost.clone()
         }
-        fn ask_secret(&mut self, _: &str) -> Result<Secret, ()> {
+        fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()> {
+            assert_eq!(prompt, "PIN: ");
             self.asked += 1;
-            Ok(Secret::new("482915"))
+            match self.answer {
+                Answer::Pin(p) => Ok(Secret::new(p)),
+                Answer::Cancel => Err(()),
+            }
         }
         fn tell(&mut self, m: &str) {
             self.told.push(m.into());
         }
-        fn log(&mut self, _: Level, m: &str) {
-            self.logs.push(m.into());
+        fn log(&mut self, level: Level, m: &str) {
+            self.logs.push((level, m.into()));
         }
-        fn uid_of(&self, _: &str) -> Option<u32> {
-            Some(0)
+        fn uid_of(&self, user: &str) -> Option<u32> {
+            (user == "alice").then_some(1000)
+        }
+    }
+
+    impl Scripted {
+        fn logged(&self) -> String {
+            self.logs
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         }
     }
 
@@ -404,21 +536,481 @@ mod tests {
         Scripted {
             rhost: rhost.map(Into::into),
             service: service.into(),
+            answer: Answer::Pin(PIN),
             logs: vec![],
             told: vec![],
             asked: 0,
         }
     }
 
+    const PIN: &str = "482915";
+    const NOW: u64 = 1_800_000_000;
+
+    /// What the fake alohad says to the status request.
+    #[derive(Debug, Clone, Copy)]
+    enum Status {
+        Open,
+        NoContainer,
+        Delayed,
+        Locked,
+        Down,
+    }
+
+    /// What the fake alohad answers once it has the PIN.
+    #[derive(Debug, Clone, Copy)]
+    enum Reply {
+        Signed,
+        SignedByAnotherKey,
+        RandomSignature,
+        WrongPin { left: u32 },
+        Delayed,
+        Locked,
+        BackendUnavailable,
+        Done,
+        Garbage,
+        Silence,
+        Down,
+    }
+
+    /// alohad, the registry, the clock and randomness, scripted.
+    struct Fake {
+        enrolled: bool,
+        status: Status,
+        reply: Reply,
+        sign_ins: usize,
+    }
+
+    fn signing_key(seed: u8) -> p256::ecdsa::SigningKey {
+        p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap()
+    }
+
+    fn sign(seed: u8, user: &str, nonce: &Nonce) -> Vec<u8> {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let sig: p256::ecdsa::Signature = signing_key(seed)
+            .sign_prehash(&challenge::signin_digest(user, nonce))
+            .unwrap();
+        sig.to_bytes().to_vec()
+    }
+
+    fn refused(code: ErrorCode, message: &str, left: Option<u32>) -> CallError {
+        let mut f = aloha::protocol::Failure::new(code, message);
+        f.left_before_lock = left;
+        CallError::Sent(ClientError::Refused(f))
+    }
+
+    fn down() -> CallError {
+        CallError::NotSent(ClientError::Unreachable {
+            path: "/fake.sock".into(),
+            reason: "nothing listens there (is alohad running?)".into(),
+        })
+    }
+
+    impl Aloha for &mut Fake {
+        fn describe(&self) -> String {
+            "a fake alohad".into()
+        }
+        fn socket(&self) -> &Path {
+            Path::new("/fake.sock")
+        }
+        fn key_path(&self, user: &str) -> PathBuf {
+            format!("/fake/public/{user}.pub").into()
+        }
+        fn registered_key(&self, user: &str, uid: u32) -> Result<RegisteredKey, RegistryError> {
+            if !self.enrolled {
+                return Err(RegistryError::NotEnrolled {
+                    user: user.into(),
+                    path: self.key_path(user),
+                });
+            }
+            Ok(RegisteredKey {
+                version: 1,
+                user: user.into(),
+                uid,
+                backend: aloha::protocol::BackendKind::Tpm,
+                public_key: signing_key(7).verifying_key().to_sec1_bytes().to_vec(),
+            })
+        }
+        fn status(&mut self, user: &str) -> Result<Response, CallError> {
+            let gate = match self.status {
+                Status::Down => return Err(down()),
+                Status::Open | Status::NoContainer => Gate::Open {
+                    left_before_delay: 3,
+                    left_before_lock: 10,
+                },
+                Status::Delayed => Gate::Delayed { until: NOW + 600 },
+                Status::Locked => Gate::Locked,
+            };
+            Ok(Response::Status(aloha::protocol::UserStatus {
+                user: user.into(),
+                uid: 1000,
+                enrolled: !matches!(self.status, Status::NoContainer),
+                backend: Some(aloha::protocol::BackendKind::Tpm),
+                protectors: vec!["pin".into()],
+                pin_set_at: None,
+                pin_expires_at: None,
+                failed_attempts: if matches!(self.status, Status::Locked) {
+                    10
+                } else {
+                    4
+                },
+                max_attempts: 10,
+                gate,
+                tpm: None,
+                tpm_pause: None,
+                default_backend: None,
+                protection: None,
+                problem: None,
+            }))
+        }
+        fn sign_in(
+            &mut self,
+            user: &str,
+            service: &str,
+            nonce: Nonce,
+            pin: Secret,
+        ) -> Result<Response, CallError> {
+            assert_eq!((user, service), ("alice", "sudo"));
+            assert_eq!(nonce, Nonce([5; 32]));
+            assert!(!pin.is_empty());
+            self.sign_ins += 1;
+            let signed = |signature| Response::Signed {
+                signature,
+                backend: aloha::protocol::BackendKind::Tpm,
+            };
+            match self.reply {
+                Reply::Signed => Ok(signed(sign(7, user, &nonce))),
+                Reply::SignedByAnotherKey => Ok(signed(sign(9, user, &nonce))),
+                Reply::RandomSignature => Ok(signed(vec![0x5a; 64])),
+                Reply::WrongPin { left } => Err(refused(
+                    ErrorCode::WrongPin,
+                    &format!("Wrong PIN. {left} more tries before the lock."),
+                    Some(left),
+                )),
+                Reply::Delayed => Err(refused(
+                    ErrorCode::Delayed,
+                    "Wrong PIN. Next try in 10 minutes.",
+                    None,
+                )),
+                Reply::Locked => Err(refused(
+                    ErrorCode::Locked,
+                    "alice's PIN is locked — use your password.",
+                    None,
+                )),
+                Reply::BackendUnavailable => Err(refused(
+                    ErrorCode::BackendUnavailable,
+                    "The TPM cannot be used now; use your password.",
+                    None,
+                )),
+                Reply::Done => Ok(Response::Done {
+                    message: "ok".into(),
+                }),
+                Reply::Garbage => Err(CallError::Sent(ClientError::Malformed(
+                    "expected value at line 1 column 1".into(),
+                ))),
+                Reply::Silence => Err(CallError::Sent(ClientError::Frame(
+                    aloha::frame::FrameError::Timeout,
+                ))),
+                Reply::Down => Err(down()),
+            }
+        }
+        fn nonce(&mut self) -> Result<Nonce, ChallengeError> {
+            Ok(Nonce([5; 32]))
+        }
+        fn now(&self) -> u64 {
+            NOW
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        enrolled: bool,
+        status: Status,
+        answer: Answer,
+        reply: Reply,
+        outcome: Outcome,
+        /// Each PAM_ERROR_MSG must contain the matching text.
+        told: &'static [&'static str],
+        /// The one log line that is not debug must contain this.
+        logged: &'static str,
+        prompted: bool,
+        sign_ins: usize,
+    }
+
+    const OPEN: Case = Case {
+        name: "",
+        enrolled: true,
+        status: Status::Open,
+        answer: Answer::Pin(PIN),
+        reply: Reply::Signed,
+        outcome: Outcome::Success,
+        told: &[],
+        logged: "user=alice service=sudo result=success (TPM 2.0)",
+        prompted: true,
+        sign_ins: 1,
+    };
+
+    const CASES: &[Case] = &[
+        Case {
+            name: "right PIN",
+            ..OPEN
+        },
+        Case {
+            name: "wrong PIN, tries left",
+            reply: Reply::WrongPin { left: 2 },
+            outcome: Outcome::AuthErr,
+            told: &["Wrong PIN. 2 more tries before the lock."],
+            logged: "result=wrong_pin (WrongPin)",
+            ..OPEN
+        },
+        Case {
+            name: "wrong PIN, none left",
+            reply: Reply::WrongPin { left: 0 },
+            outcome: Outcome::MaxTries,
+            told: &["Wrong PIN. 0 more tries before the lock."],
+            logged: "result=wrong_pin_now_locked",
+            ..OPEN
+        },
+        Case {
+            name: "a waiting time before the prompt",
+            status: Status::Delayed,
+            outcome: Outcome::AuthErr,
+            told: &["Too many wrong PINs: try again in 10 minutes"],
+            logged: "result=waiting: not prompting",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "a waiting time after the PIN",
+            reply: Reply::Delayed,
+            outcome: Outcome::AuthErr,
+            told: &["Next try in 10 minutes"],
+            logged: "result=waiting (Delayed)",
+            ..OPEN
+        },
+        Case {
+            name: "locked before the prompt",
+            status: Status::Locked,
+            outcome: Outcome::MaxTries,
+            told: &["locked after 10 wrong tries — use your password"],
+            logged: "result=locked: not prompting",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "locked after the PIN",
+            reply: Reply::Locked,
+            outcome: Outcome::MaxTries,
+            told: &["use your password"],
+            logged: "result=locked (Locked)",
+            ..OPEN
+        },
+        Case {
+            name: "empty PIN",
+            answer: Answer::Pin(""),
+            outcome: Outcome::Ignore,
+            logged: "result=ignore: empty PIN",
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "cancelled conversation",
+            answer: Answer::Cancel,
+            outcome: Outcome::Ignore,
+            logged: "result=ignore: PIN prompt cancelled or failed",
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "unexpected reply",
+            reply: Reply::Done,
+            outcome: Outcome::AuthErr,
+            told: &["Aloha's answer was not valid; use your password."],
+            logged: "result=denied: an unexpected done reply from /fake.sock after the PIN",
+            ..OPEN
+        },
+        Case {
+            name: "garbage reply",
+            reply: Reply::Garbage,
+            outcome: Outcome::AuthErr,
+            told: &["Aloha's answer was not valid"],
+            logged: "result=denied: no valid reply (alohad sent a malformed reply",
+            ..OPEN
+        },
+        Case {
+            name: "no reply after the PIN",
+            reply: Reply::Silence,
+            outcome: Outcome::AuthErr,
+            told: &["Aloha's answer was not valid"],
+            logged: "result=denied: no valid reply (talking to alohad failed: the peer did not answer in time)",
+            ..OPEN
+        },
+        Case {
+            name: "bad signature",
+            reply: Reply::RandomSignature,
+            outcome: Outcome::AuthErr,
+            told: &["Aloha's answer was not valid"],
+            logged: "result=denied: an answer that does not verify",
+            ..OPEN
+        },
+        Case {
+            name: "signature by another key",
+            reply: Reply::SignedByAnotherKey,
+            outcome: Outcome::AuthErr,
+            told: &["Aloha's answer was not valid"],
+            logged: "does not verify against the user's registered public key",
+            ..OPEN
+        },
+        Case {
+            name: "registered key but no container",
+            status: Status::NoContainer,
+            outcome: Outcome::Unavailable,
+            logged: "result=unavailable: registered key but no container (alohad)",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "no registered key",
+            enrolled: false,
+            outcome: Outcome::Unavailable,
+            logged: "result=unavailable: no Aloha PIN enrolled",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "daemon down before the prompt",
+            status: Status::Down,
+            outcome: Outcome::Unavailable,
+            logged: "result=unavailable: alohad is not reachable at /fake.sock",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "daemon gone before the PIN was sent",
+            reply: Reply::Down,
+            outcome: Outcome::Unavailable,
+            told: &["Aloha did not answer; use your password."],
+            logged: "result=unavailable: alohad is not reachable",
+            ..OPEN
+        },
+        Case {
+            name: "the key store cannot be used",
+            reply: Reply::BackendUnavailable,
+            outcome: Outcome::Unavailable,
+            told: &["The TPM cannot be used now"],
+            logged: "result=unavailable (BackendUnavailable)",
+            ..OPEN
+        },
+    ];
+
+    #[test]
+    fn every_outcome_and_its_message() {
+        for case in CASES {
+            let mut host = scripted("sudo", None);
+            host.answer = case.answer;
+            let mut fake = Fake {
+                enrolled: case.enrolled,
+                status: case.status,
+                reply: case.reply,
+                sign_ins: 0,
+            };
+            let outcome = authenticate_with(&mut host, &Args::parse(["debug"]), |_| Ok(&mut fake));
+            let name = case.name;
+            assert_eq!(outcome, case.outcome, "{name}: {:?}", host.logs);
+            assert_eq!(host.told.len(), case.told.len(), "{name}: {:?}", host.told);
+            for (told, want) in host.told.iter().zip(case.told) {
+                assert!(told.contains(want), "{name}: {told:?} lacks {want:?}");
+            }
+            let results: Vec<&str> = host
+                .logs
+                .iter()
+                .filter(|(l, _)| *l != Level::Debug)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            assert_eq!(
+                results.len(),
+                1,
+                "{name}: one line per sign-in: {results:?}"
+            );
+            assert!(
+                results[0].starts_with("user=alice service=sudo result=")
+                    && results[0].contains(case.logged),
+                "{name}: {:?} lacks {:?}",
+                results[0],
+                case.logged
+            );
+            assert_eq!(host.asked, usize::from(case.prompted), "{name}");
+            assert_eq!(
+                fake.sign_ins, case.sign_ins,
+                "{name}: attempts sent to alohad"
+            );
+            assert!(
+                !host.logged().contains(PIN),
+                "{name}: the PIN in a log line"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_lines_trace_every_step_and_never_the_pin() {
+        let mut host = scripted("sudo", None);
+        let mut fake = OPEN_FAKE;
+        let outcome = authenticate_with(&mut host, &Args::parse(["debug", "timeout=3"]), |_| {
+            Ok(&mut fake)
+        });
+        assert_eq!(outcome, Outcome::Success);
+        let debug: Vec<&str> = host
+            .logs
+            .iter()
+            .filter(|(l, _)| *l == Level::Debug)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        for want in [
+            "service=sudo arguments: socket=(default) config=(default) timeout=3s debug=true",
+            "using a fake alohad",
+            "registered key at /fake/public/alice.pub",
+            "alohad status: enrolled=true backend=TPM 2.0 failed_attempts=4 gate=Open",
+            "asking for the PIN",
+            "reply: signed",
+            "the signature verifies against /fake/public/alice.pub",
+        ] {
+            assert!(
+                debug.iter().any(|l| l.contains(want)),
+                "no debug line with {want:?}: {debug:#?}"
+            );
+        }
+        assert!(!host.logged().contains(PIN));
+    }
+
+    const OPEN_FAKE: Fake = Fake {
+        enrolled: true,
+        status: Status::Open,
+        reply: Reply::Signed,
+        sign_ins: 0,
+    };
+
     #[test]
     fn remote_sessions_are_ignored_before_anything_else() {
-        let mut h = scripted("sshd", None);
-        assert_eq!(authenticate(&mut h, &Args::parse([])), Outcome::Ignore);
+        for (service, rhost) in [("sshd", None), ("login", Some("203.0.113.9"))] {
+            let mut h = scripted(service, rhost);
+            let mut opened = false;
+            let mut fake = OPEN_FAKE;
+            let outcome = authenticate_with(&mut h, &Args::parse([]), |_| {
+                opened = true;
+                Ok(&mut fake)
+            });
+            assert_eq!(outcome, Outcome::Ignore);
+            assert!(!opened, "the Aloha side is not even opened");
+            assert_eq!(h.asked, 0);
+        }
         let mut h = scripted("login", Some("203.0.113.9"));
-        assert_eq!(authenticate(&mut h, &Args::parse([])), Outcome::Ignore);
-        assert_eq!(h.asked, 0);
+        authenticate(&mut h, &Args::parse([]));
         assert!(
-            h.logs[0].contains("remote session from 203.0.113.9"),
+            h.logged().contains("remote session from 203.0.113.9"),
             "{:?}",
             h.logs
         );
@@ -431,7 +1023,7 @@ mod tests {
         assert_eq!(authenticate(&mut h, &args), Outcome::Unavailable);
         assert_eq!(h.asked, 0);
         assert!(
-            h.logs[0].contains("cannot read the config file"),
+            h.logged().contains("cannot read the config file"),
             "{:?}",
             h.logs
         );

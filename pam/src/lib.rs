@@ -3,6 +3,7 @@
 //! Every hook runs under pam-bindings' catch_unwind guard (and the workspace builds with
 //! panic = "unwind"), so nothing can unwind into sudo or gdm.
 
+pub mod alohad;
 pub mod flow;
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
