@@ -32,10 +32,19 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Every prompt, echoed or not.
     pub fn prompts(&self) -> Vec<&str> {
         self.messages
             .iter()
             .filter(|(s, _)| matches!(s, MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn))
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+    /// The prompts whose answer is not echoed (PAM_PROMPT_ECHO_OFF).
+    pub fn hidden_prompts(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter(|(s, _)| matches!(s, MessageStyle::PromptEchoOff))
             .map(|(_, t)| t.as_str())
             .collect()
     }

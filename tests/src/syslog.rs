@@ -18,6 +18,11 @@ pub struct Line {
     pub text: String,
 }
 
+/// syslog(3)'s facility number for LOG_AUTHPRIV, as [`Line::facility`] returns it.
+pub const AUTHPRIV: u32 = (libc::LOG_AUTHPRIV >> 3) as u32;
+/// The severity of LOG_DEBUG, as [`Line::severity`] returns it.
+pub const DEBUG: u32 = libc::LOG_DEBUG as u32;
+
 impl Line {
     pub fn facility(&self) -> u32 {
         self.priority / 8

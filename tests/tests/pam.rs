@@ -5,13 +5,18 @@
 //! ends the stack with the module's own code (default=die). pam_setcred on that stack is 0
 //! only if the module itself vouches for the user.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aloha_tests::both;
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::pam::*;
+use aloha_tests::syslog::{self, Line};
 
 const PIN: &str = "482915";
 const WRONG: &str = "739164";
@@ -37,6 +42,13 @@ fn setup(kind: Kind, lockout: &str) -> Setup {
         "probe",
         &[
             &format!("auth [success=done ignore=ignore default=die] {module}"),
+            "auth requisite pam_debug.so auth=try_again cred=cred_unavail",
+        ],
+    );
+    pam.service(
+        "probe-debug",
+        &[
+            &format!("auth [success=done ignore=ignore default=die] {module} debug"),
             "auth requisite pam_debug.so auth=try_again cred=cred_unavail",
         ],
     );
@@ -84,6 +96,11 @@ fn right_and_wrong_pin(kind: Kind) {
     let ok = s.probe("nobody", &pin(PIN));
     assert_eq!(ok.rc, PAM_SUCCESS, "{ok:?}");
     assert_eq!(ok.transcript.prompts(), vec!["PIN: "]);
+    assert_eq!(
+        ok.transcript.hidden_prompts(),
+        vec!["PIN: "],
+        "the PIN is asked with echo off"
+    );
     assert_eq!(
         ok.setcred, PAM_SUCCESS,
         "setcred vouches for the user we authenticated"
@@ -274,27 +291,94 @@ fn an_unprivileged_application_signs_in_only_its_own_user() {
 }
 
 /// A process that merely pretends to be alohad cannot grant access: the module checks the
-/// signature against the registered key.
+/// signature against the registered key, and anything else after the PIN is a denial.
 #[test]
 fn an_impostor_on_the_socket_is_denied() {
     let mut s = setup(Kind::Software, "");
     s.f.daemon.stop();
     for forged in [Forgery::RandomSignature, Forgery::Garbage] {
-        let listener = UnixListener::bind(s.f.daemon.socket()).unwrap();
-        let server = std::thread::spawn(move || impostor(listener, forged));
+        let impostor = Impostor::start(&s.f.daemon.socket(), forged, Duration::ZERO);
         let r = s.probe("nobody", &pin(PIN));
-        server.join().unwrap();
-        std::fs::remove_file(s.f.daemon.socket()).unwrap();
-        match forged {
-            Forgery::RandomSignature => assert_eq!(r.rc, PAM_AUTH_ERR, "{r:?}"),
-            Forgery::Garbage => assert_eq!(r.rc, PAM_AUTHINFO_UNAVAIL, "{r:?}"),
-        }
+        assert_eq!(r.rc, PAM_AUTH_ERR, "{forged:?}: {r:?}");
+        assert_eq!(
+            r.transcript.errors(),
+            vec!["Aloha's answer was not valid; use your password."],
+            "{forged:?}"
+        );
         assert_ne!(r.setcred, PAM_SUCCESS);
+        // While the impostor is still there: the stack goes on to the next line, which decides.
         assert_eq!(
             s.pam.authenticate("deny", "nobody", &pin(PIN), 0, None).rc,
             PAM_AUTH_ERR
         );
+        assert_eq!(
+            s.pam
+                .authenticate("permit", "nobody", &pin(PIN), 0, None)
+                .rc,
+            PAM_SUCCESS
+        );
+        let ops = impostor.stop();
+        assert_eq!(
+            ops.iter().filter(|op| *op == "sign_in").count(),
+            3,
+            "{forged:?}: the PIN reached the impostor each time: {ops:?}"
+        );
     }
+}
+
+/// `timeout=` bounds all waiting for alohad in one pam_authenticate, not each step.
+#[test]
+fn timeout_bounds_the_whole_wait_for_the_daemon() {
+    let s = setup(Kind::Software, "");
+    let socket = s.pam.file("stall.sock");
+    for (name, timeout) in [("stall4", 4), ("stall1", 1)] {
+        s.pam.service(
+            name,
+            &[
+                &format!(
+                    "auth [success=done ignore=ignore default=die] MODULE config={} socket={} timeout={timeout}",
+                    s.f.daemon.config_path().display(),
+                    socket.display()
+                ),
+                "auth requisite pam_debug.so auth=try_again",
+            ],
+        );
+    }
+    let attempt = |service: &str, forged: Forgery, delay_ms: u64| {
+        let impostor = Impostor::start(&socket, forged, Duration::from_millis(delay_ms));
+        let t = Instant::now();
+        let r = s.pam.authenticate(service, "nobody", &pin(PIN), 0, None);
+        let took = t.elapsed();
+        (r, took, impostor.stop())
+    };
+
+    // Each reply 1.5 s late: every step is well within 4 s, but hello + status (3 s) + the
+    // sign-in's hello is not. The PIN is asked for, and never sent.
+    let (r, _, ops) = attempt("stall4", Forgery::RandomSignature, 1500);
+    assert_eq!(r.rc, PAM_AUTHINFO_UNAVAIL, "{r:?}");
+    assert_eq!(r.transcript.prompts(), vec!["PIN: "], "{r:?}");
+    assert_eq!(ops, ["hello", "status", "hello"], "the PIN was sent");
+
+    // Each reply 0.9 s late with timeout=1: a deadline per step would wait 4 × 0.9 s; one
+    // budget gives up during the status request, after 1 s. (A generous bound, not a speed
+    // test: it only tells one wait from several.)
+    let (r, took, ops) = attempt("stall1", Forgery::RandomSignature, 900);
+    assert_eq!(r.rc, PAM_AUTHINFO_UNAVAIL, "{r:?}");
+    assert!(r.transcript.prompts().is_empty(), "{r:?}");
+    assert_eq!(ops, ["hello", "status"]);
+    assert!(
+        took < Duration::from_secs(3),
+        "waited {took:?} for a 1 s timeout"
+    );
+
+    // Silent once it has the PIN: denied when the budget runs out.
+    let (r, _, ops) = attempt("stall1", Forgery::Silence, 0);
+    assert_eq!(r.rc, PAM_AUTH_ERR, "{r:?}");
+    assert_eq!(
+        r.transcript.errors(),
+        vec!["Aloha's answer was not valid; use your password."]
+    );
+    assert_eq!(ops, ["hello", "status", "hello", "sign_in"]);
 }
 
 #[test]
@@ -311,6 +395,7 @@ fn a_daemon_that_never_answers_costs_one_timeout() {
             "auth requisite pam_debug.so auth=try_again",
         ],
     );
+    // Listens, never accepts: connect(2) succeeds, the greeting never comes.
     let listener = UnixListener::bind(s.pam.file("mute.sock")).unwrap();
     let t = Instant::now();
     let r = s.pam.authenticate("slow", "nobody", &pin(PIN), 0, None);
@@ -323,54 +408,229 @@ fn a_daemon_that_never_answers_costs_one_timeout() {
     drop(listener);
 }
 
+/// alohad lost the user's container but the registry still has the key (a half-finished
+/// removal, a restored backup): nothing to sign in with, so the password decides.
+#[test]
+fn a_registered_key_without_a_container_falls_through() {
+    let s = setup(Kind::Software, "");
+    let state = s.f.daemon.state_dir();
+    std::fs::remove_file(state.join("private/users/nobody/container.json")).unwrap();
+    assert!(state.join("public/nobody.pub").exists());
+    let r = s.probe("nobody", &pin(PIN));
+    assert_eq!(r.rc, PAM_AUTHINFO_UNAVAIL, "{r:?}");
+    assert!(
+        r.transcript.messages.is_empty(),
+        "no prompt, no message: {r:?}"
+    );
+    assert_eq!(
+        s.pam
+            .authenticate("permit", "nobody", &pin(PIN), 0, None)
+            .rc,
+        PAM_SUCCESS
+    );
+    assert_eq!(
+        s.pam.authenticate("deny", "nobody", &pin(PIN), 0, None).rc,
+        PAM_AUTH_ERR
+    );
+}
+
+/// The module's pam_syslog lines, caught by pam-client in a private namespace with a sink
+/// at /dev/log: LOG_AUTHPRIV, one result line per sign-in, each step at LOG_DEBUG only with
+/// `debug`, and never the PIN.
+#[test]
+fn syslog_is_authpriv_and_debug_lines_come_only_with_debug() {
+    let s = setup(Kind::Software, "");
+    let lines = |service: &str| -> Vec<Line> {
+        let mut cmd =
+            std::process::Command::new(aloha_tests::build::profile_dir().join("pam-client"));
+        cmd.arg(s.pam.path()).args([service, "nobody", "--syslog"]);
+        let r = aloha_tests::daemon::run_with_stdin(cmd, &format!("{PIN}\n"));
+        assert_eq!(r.code, 0, "{r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["rc"], PAM_SUCCESS, "{v}");
+        v["syslog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| Line {
+                priority: l["priority"].as_u64().unwrap() as u32,
+                text: l["text"].as_str().unwrap().to_string(),
+            })
+            .filter(|l| l.text.contains(&format!("pam_aloha({service}:auth): ")))
+            .collect()
+    };
+    for service in ["probe", "probe-debug"] {
+        let lines = lines(service);
+        for l in &lines {
+            assert_eq!(l.facility(), syslog::AUTHPRIV, "not LOG_AUTHPRIV: {l:?}");
+            assert!(!l.text.contains(PIN), "the PIN in syslog: {l:?}");
+        }
+        let (debug, results): (Vec<&Line>, Vec<&Line>) =
+            lines.iter().partition(|l| l.severity() == syslog::DEBUG);
+        assert_eq!(results.len(), 1, "{service}: {lines:#?}");
+        assert!(
+            results[0]
+                .text
+                .contains(&format!("user=nobody service={service} result=success")),
+            "{results:?}"
+        );
+        if service == "probe" {
+            assert!(debug.is_empty(), "debug lines without `debug`: {debug:#?}");
+            continue;
+        }
+        let state = s.f.daemon.state_dir();
+        for want in [
+            "arguments: socket=(default) config=".to_string(),
+            format!("socket {}", s.f.daemon.socket().display()),
+            format!(
+                "registered key at {}",
+                state.join("public/nobody.pub").display()
+            ),
+            "alohad status: enrolled=true backend=software vault".to_string(),
+            "asking for the PIN".to_string(),
+            "reply: signed".to_string(),
+            "the signature verifies against".to_string(),
+        ] {
+            assert!(
+                debug.iter().any(|l| l.text.contains(&want)),
+                "no debug line with {want:?}: {debug:#?}"
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Forgery {
     RandomSignature,
     Garbage,
+    /// Takes the PIN and never answers.
+    Silence,
 }
 
-fn send(s: &mut std::os::unix::net::UnixStream, body: &[u8]) {
-    let mut v = (body.len() as u32).to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    s.write_all(&v).unwrap();
+/// Something on alohad's socket that is not alohad: it speaks the protocol well enough to get
+/// the PIN, waits `delay` before every reply, and answers the sign-in with a forgery. The test
+/// runs as root, so it passes the module's check that the peer is root.
+struct Impostor {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<String>>>,
 }
 
-fn recv(s: &mut std::os::unix::net::UnixStream) -> serde_json::Value {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).unwrap();
-    serde_json::from_slice(&body).unwrap()
-}
-
-/// Speaks the protocol well enough to get the PIN, then answers with a forgery.
-fn impostor(listener: UnixListener, forged: Forgery) {
-    for _ in 0..2 {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        assert_eq!(recv(&mut s)["op"], "hello");
-        send(
-            &mut s,
-            br#"{"reply":"hello","version":1,"daemon":"impostor"}"#,
-        );
-        let req = recv(&mut s);
-        match req["op"].as_str().unwrap() {
-            "status" => send(
-                &mut s,
-                br#"{"reply":"status","user":"nobody","uid":65534,"enrolled":true,"failed_attempts":0,"max_attempts":10,"gate":{"state":"open","left_before_delay":3,"left_before_lock":10}}"#,
-            ),
-            "sign_in" => match forged {
-                Forgery::RandomSignature => {
-                    let mut sig = [0u8; 64];
-                    getrandom(&mut sig);
-                    let body = format!(r#"{{"reply":"signed","signature":"{}","backend":"tpm"}}"#, aloha::hex::encode(&sig));
-                    send(&mut s, body.as_bytes());
+impl Impostor {
+    fn start(path: &Path, forged: Forgery, delay: Duration) -> Impostor {
+        let listener = UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut ops = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => serve(stream, forged, delay, &flag, &mut ops),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => panic!("impostor: accept: {e}"),
                 }
-                Forgery::Garbage => send(&mut s, b"\xde\xad\xbe\xef not a reply"),
-            },
-            other => panic!("unexpected {other}"),
+            }
+            ops
+        });
+        Impostor {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
         }
     }
+
+    /// Stop it; the requests it received, in order.
+    fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let ops = self.thread.take().unwrap().join().unwrap();
+        std::fs::remove_file(&self.path).unwrap();
+        ops
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One connection, until the module hangs up (or the impostor is stopped).
+fn serve(
+    mut s: UnixStream,
+    forged: Forgery,
+    delay: Duration,
+    stop: &AtomicBool,
+    ops: &mut Vec<String>,
+) {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    while let Some(req) = recv(&mut s, stop) {
+        let op = req["op"].as_str().unwrap_or("?").to_string();
+        ops.push(op.clone());
+        std::thread::sleep(delay);
+        let body: Vec<u8> = match (op.as_str(), forged) {
+            ("hello", _) => br#"{"reply":"hello","version":1,"daemon":"impostor"}"#.to_vec(),
+            ("status", _) => br#"{"reply":"status","user":"nobody","uid":65534,"enrolled":true,"failed_attempts":0,"max_attempts":10,"gate":{"state":"open","left_before_delay":3,"left_before_lock":10}}"#.to_vec(),
+            ("sign_in", Forgery::Silence) => continue,
+            ("sign_in", Forgery::Garbage) => b"\xde\xad\xbe\xef not a reply".to_vec(),
+            ("sign_in", Forgery::RandomSignature) => {
+                let mut sig = [0u8; 64];
+                getrandom(&mut sig);
+                format!(
+                    r#"{{"reply":"signed","signature":"{}","backend":"tpm"}}"#,
+                    aloha::hex::encode(&sig)
+                )
+                .into_bytes()
+            }
+            (other, _) => panic!("impostor: unexpected request {other}"),
+        };
+        if send(&mut s, &body).is_err() {
+            // The module gave up waiting and hung up.
+            return;
+        }
+    }
+}
+
+fn send(s: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    s.write_all(&v)
+}
+
+/// Fill `buf`; false on end of stream, an error, or a stop.
+fn fill(s: &mut UnixStream, buf: &mut [u8], stop: &AtomicBool) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return false,
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn recv(s: &mut UnixStream, stop: &AtomicBool) -> Option<serde_json::Value> {
+    let mut len = [0u8; 4];
+    if !fill(s, &mut len, stop) {
+        return None;
+    }
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    if !fill(s, &mut body, stop) {
+        return None;
+    }
+    Some(serde_json::from_slice(&body).unwrap())
 }
 
 fn getrandom(buf: &mut [u8]) {
