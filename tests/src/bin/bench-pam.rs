@@ -13,13 +13,7 @@
 //! alike), after pam_start_confdir and before pam_end, with a syslog sink at /dev/log as on a
 //! real system. Every call must return PAM_SUCCESS, or the bench stops.
 //!
-//! Measured 2026-11-22 (release build, 200 runs each, 2 shared cores under load ~4, Linux-PAM
-//! 1.5.2, yescrypt), pam_authenticate median / p95 in ms:
-//!   software vault: pam_aloha 187.9 / 252.4, pam_unix 51.5 / 65.8, ratio 3.65 / 3.84
-//!   TPM (swtpm):    pam_aloha  28.6 /  39.5, pam_unix 50.7 / 69.6, ratio 0.56 / 0.57
-//! The software vault spends most of it in Argon2id (64 MiB, 3 passes, ~0.12 s by
-//! helper/src/backend/software.rs); swtpm answers over local TCP, and a hardware TPM (not
-//! measured here) is slower per command.
+//! The figures, and what they mean, are in docs/performance.md.
 
 use std::time::{Duration, Instant};
 
