@@ -54,8 +54,9 @@ pub struct DaemonConfig {
     pub io_timeout_ms: u64,
     /// Most clients served at once; more are told to retry. Default 64.
     pub max_connections: usize,
-    /// Most connections one non-root uid may hold at once, so one local user cannot take every
-    /// slot; root (sudo, su, greeters) is bound only by `max_connections`. Default 4.
+    /// Most connections of one non-root uid served at once, so one local user cannot take every
+    /// slot; its further ones wait in line (at most `max_connections`). root (sudo, su,
+    /// greeters) is bound only by `max_connections`. Default 4.
     pub max_connections_per_uid: usize,
     /// Longest a connection may stay open in milliseconds, however often it sends. Default 60000.
     pub connection_lifetime_ms: u64,

@@ -236,10 +236,12 @@ pub enum DecodeError {
     Malformed(String),
 }
 
+/// Encode into a zeroizing buffer sized for the largest frame up front: a growing Vec would
+/// leave copies of the secrets in the blocks it gives back.
 pub fn encode<T: Serialize>(msg: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, DecodeError> {
-    serde_json::to_vec(msg)
-        .map(zeroize::Zeroizing::new)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(crate::frame::MAX_FRAME_LEN));
+    serde_json::to_writer(&mut *out, msg).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(out)
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {

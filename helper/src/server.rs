@@ -2,7 +2,7 @@
 //! every connection, the protocol version first, a deadline on every frame and on the whole
 //! connection, so one slow or greedy client never stalls another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
@@ -43,32 +43,68 @@ pub struct Limits {
     pub connection_lifetime: Duration,
 }
 
-/// Who holds connection slots now.
+/// A connection waiting for one of its uid's slots, with when it was accepted.
+type Waiting = (UnixStream, Caller, Instant);
+
+/// What to do with a new connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// A slot (and a thread) of its own.
+    Serve,
+    /// Its uid has all its slots busy: it waits in line and is served by one of them next.
+    Wait,
+    Refuse(String),
+}
+
+/// Who holds connection slots now, and who waits for one.
 #[derive(Debug, Default)]
 pub struct Admission {
     active: usize,
     per_uid: HashMap<u32, usize>,
+    waiting: HashMap<u32, VecDeque<Waiting>>,
 }
 
 impl Admission {
-    /// Take a slot for `uid`, or say why not.
-    pub fn admit(&mut self, uid: u32, limits: &Limits) -> Result<(), String> {
-        if self.active >= limits.max_connections {
-            return Err("alohad is busy; try again in a moment".into());
-        }
+    /// Decide about a new connection from `uid`.
+    pub fn admit(&mut self, uid: u32, limits: &Limits) -> Admit {
         let mine = self.per_uid.get(&uid).copied().unwrap_or(0);
         if uid != 0 && mine >= limits.max_connections_per_uid {
-            return Err(format!(
-                "uid {uid} already has {mine} connections to alohad open (the most one user may \
-                 hold); close one and try again"
+            let queued = self.waiting.get(&uid).map_or(0, VecDeque::len);
+            if queued < limits.max_connections {
+                return Admit::Wait;
+            }
+            return Admit::Refuse(format!(
+                "uid {uid} already has {mine} connections to alohad open and {queued} waiting \
+                 (the most one user may hold); close some and try again"
             ));
+        }
+        if self.active >= limits.max_connections {
+            return Admit::Refuse("alohad is busy; try again in a moment".into());
         }
         self.active += 1;
         *self.per_uid.entry(uid).or_default() += 1;
-        Ok(())
+        Admit::Serve
     }
 
-    pub fn release(&mut self, uid: u32) {
+    /// Put a connection in its uid's line (after [`Admit::Wait`]).
+    fn enqueue(&mut self, waiting: Waiting) {
+        self.waiting
+            .entry(waiting.1.uid)
+            .or_default()
+            .push_back(waiting);
+    }
+
+    /// A slot of `uid` is done: hand it the next waiting connection, or give it up.
+    fn next_or_release(&mut self, uid: u32) -> Option<Waiting> {
+        if let Some(queue) = self.waiting.get_mut(&uid) {
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.waiting.remove(&uid);
+            }
+            if next.is_some() {
+                return next;
+            }
+        }
         self.active = self.active.saturating_sub(1);
         if let Some(n) = self.per_uid.get_mut(&uid) {
             *n = n.saturating_sub(1);
@@ -76,6 +112,7 @@ impl Admission {
                 self.per_uid.remove(&uid);
             }
         }
+        None
     }
 }
 
@@ -144,8 +181,15 @@ fn refuse(stream: &mut UnixStream, code: ErrorCode, message: String, limits: &Li
 }
 
 /// Serve one client until it hangs up, misbehaves, times out or reaches its lifetime.
-fn serve_client(mut stream: UnixStream, caller: Caller, service: &Service, limits: &Limits) {
-    let end_of_life = Instant::now() + limits.connection_lifetime;
+fn serve_client(
+    mut stream: UnixStream,
+    caller: Caller,
+    accepted: Instant,
+    service: &Service,
+    limits: &Limits,
+) {
+    // The lifetime counts from accept(2), time spent waiting in line included.
+    let end_of_life = accepted + limits.connection_lifetime;
     let mut greeted = false;
     loop {
         let deadline = (Instant::now() + limits.io_timeout).min(end_of_life);
@@ -255,26 +299,43 @@ pub fn serve(
         let Some(caller) = peer(&stream) else {
             continue;
         };
-        let admitted = slots(&admission).admit(caller.uid, &limits);
-        if let Err(why) = admitted {
-            warn!(
-                caller_uid = caller.uid,
-                caller_pid = caller.pid,
-                "too many connections; asking a client to retry"
-            );
-            refuse(&mut stream, ErrorCode::Busy, why, &limits);
-            continue;
+        let accepted = Instant::now();
+        let mut admission_now = slots(&admission);
+        match admission_now.admit(caller.uid, &limits) {
+            Admit::Serve => {}
+            Admit::Wait => {
+                admission_now.enqueue((stream, caller, accepted));
+                continue;
+            }
+            Admit::Refuse(why) => {
+                drop(admission_now);
+                warn!(
+                    caller_uid = caller.uid,
+                    caller_pid = caller.pid,
+                    "too many connections; asking a client to retry"
+                );
+                refuse(&mut stream, ErrorCode::Busy, why, &limits);
+                continue;
+            }
         }
+        drop(admission_now);
         let service = service.clone();
         let for_thread = admission.clone();
         let spawned = std::thread::Builder::new()
             .name("alohad-client".into())
             .spawn(move || {
-                serve_client(stream, caller, &service, &limits);
-                slots(&for_thread).release(caller.uid);
+                let mut next = Some((stream, caller, accepted));
+                while let Some((stream, caller, accepted)) = next {
+                    // One that waited past its lifetime has given up already.
+                    if accepted.elapsed() < limits.connection_lifetime {
+                        serve_client(stream, caller, accepted, &service, &limits);
+                    }
+                    next = slots(&for_thread).next_or_release(caller.uid);
+                }
             });
         if let Err(e) = spawned {
-            slots(&admission).release(caller.uid);
+            // The stream went with the closure; the slot (and any waiting line) is given up.
+            while slots(&admission).next_or_release(caller.uid).is_some() {}
             error!(error = %e, "cannot start a client thread");
         }
     }
@@ -295,26 +356,41 @@ mod tests {
         }
     }
 
+    fn waiting(uid: u32) -> Waiting {
+        let (a, _b) = UnixStream::pair().unwrap();
+        (a, Caller { uid, pid: 1 }, Instant::now())
+    }
+
     #[test]
     fn one_uid_cannot_take_every_slot() {
         let l = limits();
         let mut a = Admission::default();
-        a.admit(1000, &l).unwrap();
-        a.admit(1000, &l).unwrap();
-        let why = a.admit(1000, &l).unwrap_err();
+        assert_eq!(a.admit(1000, &l), Admit::Serve);
+        assert_eq!(a.admit(1000, &l), Admit::Serve);
+        // Its third waits for one of its own two slots, up to max_connections in line...
+        for _ in 0..l.max_connections {
+            assert_eq!(a.admit(1000, &l), Admit::Wait);
+            a.enqueue(waiting(1000));
+        }
+        let Admit::Refuse(why) = a.admit(1000, &l) else {
+            panic!()
+        };
         assert!(why.contains("uid 1000 already has 2 connections"), "{why}");
-        // Others still get in, root beyond the per-uid cap.
-        a.admit(1001, &l).unwrap();
-        a.admit(0, &l).unwrap();
-        a.admit(0, &l).unwrap();
-        a.admit(0, &l).unwrap();
-        // ... but the total still binds everyone.
-        assert!(a.admit(0, &l).unwrap_err().contains("busy"));
-        assert!(a.admit(1002, &l).is_err());
-        a.release(1000);
-        a.admit(1000, &l).unwrap();
-        a.release(1001);
-        a.release(1001);
-        a.admit(1002, &l).unwrap();
+        // ... while others still get in, root beyond the per-uid cap.
+        assert_eq!(a.admit(1001, &l), Admit::Serve);
+        for _ in 0..3 {
+            assert_eq!(a.admit(0, &l), Admit::Serve);
+        }
+        // The total still binds everyone.
+        assert!(matches!(a.admit(0, &l), Admit::Refuse(w) if w.contains("busy")));
+        assert!(matches!(a.admit(1002, &l), Admit::Refuse(_)));
+        // A finished slot of uid 1000 serves its line first, then is given up.
+        for _ in 0..l.max_connections {
+            assert!(a.next_or_release(1000).is_some());
+        }
+        assert!(a.next_or_release(1000).is_none());
+        assert_eq!(a.admit(1002, &l), Admit::Serve);
+        assert!(a.next_or_release(1001).is_none());
+        assert_eq!(a.admit(1003, &l), Admit::Serve);
     }
 }

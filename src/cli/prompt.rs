@@ -1,8 +1,8 @@
 //! Asking for PINs and passwords: on the terminal with echo off, or one per line on stdin.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aloha::Secret;
@@ -13,6 +13,10 @@ use zeroize::Zeroizing;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// The longest entry accepted (PINs are at most 127 characters). Secrets are read into a buffer
+/// of exactly this capacity, so it never grows and leaves no stray copies behind.
+const MAX_ENTRY: usize = 1024;
+
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
@@ -21,14 +25,15 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 pub enum Source {
     /// The controlling terminal, echo off; new secrets are asked twice.
     Terminal,
-    /// Standard input, one secret per line, each asked once (scripts and tests).
-    Stdin(io::StdinLock<'static>),
+    /// Standard input, one secret per line, each asked once (scripts and tests). Read straight
+    /// from fd 0, a byte at a time: std's stdin buffer would keep copies we cannot zeroize.
+    Stdin,
 }
 
 impl Source {
     pub fn new(from_stdin: bool) -> Source {
         if from_stdin {
-            Source::Stdin(io::stdin().lock())
+            Source::Stdin
         } else {
             Source::Terminal
         }
@@ -38,14 +43,14 @@ impl Source {
     pub fn existing(&mut self, prompt: &str) -> Result<Secret> {
         match self {
             Source::Terminal => ask_terminal(prompt),
-            Source::Stdin(lock) => read_line(lock, prompt),
+            Source::Stdin => read_line(prompt),
         }
     }
 
     /// A secret being chosen now: asked twice on a terminal, and both answers must match.
     pub fn new_secret(&mut self, prompt: &str, repeat: &str) -> Result<Secret> {
         match self {
-            Source::Stdin(lock) => read_line(lock, prompt),
+            Source::Stdin => read_line(prompt),
             Source::Terminal => {
                 let first = ask_terminal(prompt)?;
                 let second = ask_terminal(repeat)?;
@@ -58,19 +63,68 @@ impl Source {
     }
 }
 
-fn read_line(lock: &mut io::StdinLock<'static>, what: &str) -> Result<Secret> {
-    let mut line = Zeroizing::new(String::new());
-    let n = lock
-        .read_line(&mut line)
-        .context("cannot read standard input")?;
-    if n == 0 {
-        bail!(
-            "standard input ended before the {} was given",
-            what.trim_end_matches(':').to_lowercase()
-        );
+/// Why a line could not be read.
+#[derive(Debug)]
+enum LineError {
+    /// The input ended before any byte of the line.
+    Ended,
+    TooLong,
+    Interrupted,
+    Io(io::Error),
+}
+
+/// One line from `fd` into a buffer that never reallocates (no stray copies), without the
+/// newline. EINTR is retried unless `interrupted()` says the user cancelled.
+fn read_secret_line(
+    fd: BorrowedFd<'_>,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Zeroizing<Vec<u8>>, LineError> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_ENTRY));
+    let mut byte = Zeroizing::new([0u8; 1]);
+    let mut any = false;
+    loop {
+        match nix::unistd::read(fd, &mut byte[..]) {
+            Ok(0) if !any => return Err(LineError::Ended),
+            Ok(0) => break,
+            Ok(_) => {
+                any = true;
+                if byte[0] == b'\n' {
+                    break;
+                }
+                if line.len() == MAX_ENTRY {
+                    return Err(LineError::TooLong);
+                }
+                line.push(byte[0]);
+            }
+            Err(nix::errno::Errno::EINTR) => {
+                if interrupted() {
+                    return Err(LineError::Interrupted);
+                }
+            }
+            Err(e) => return Err(LineError::Io(e.into())),
+        }
     }
-    let trimmed = line.trim_end_matches(['\n', '\r']);
-    Ok(Secret::new(trimmed))
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// The line as a Secret: validated in place, then copied once into an exactly sized String.
+fn to_secret(line: &[u8]) -> Result<Secret> {
+    let text = std::str::from_utf8(line).context("the entry is not valid UTF-8")?;
+    Ok(Secret::new(text))
+}
+
+fn read_line(what: &str) -> Result<Secret> {
+    let what = what.trim_end_matches(':').to_lowercase();
+    match read_secret_line(io::stdin().as_fd(), &|| false) {
+        Ok(line) => to_secret(&line),
+        Err(LineError::Ended) => bail!("standard input ended before the {what} was given"),
+        Err(LineError::TooLong) => bail!("the {what} is longer than {MAX_ENTRY} bytes"),
+        Err(LineError::Interrupted) => bail!("cancelled"),
+        Err(LineError::Io(e)) => Err(anyhow::Error::new(e).context("cannot read standard input")),
+    }
 }
 
 /// Restores the terminal's echo even on early return.
@@ -113,23 +167,13 @@ fn ask_terminal(prompt: &str) -> Result<Secret> {
         io.write_all(prompt.as_bytes())?;
         io.write_all(b" ")?;
         io.flush()?;
-        let mut line = Zeroizing::new(Vec::new());
-        let mut byte = [0u8; 1];
-        loop {
-            match io.read(&mut byte) {
-                Ok(0) => break,
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => line.push(byte[0]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    if INTERRUPTED.load(Ordering::SeqCst) {
-                        bail!("cancelled");
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
+        match read_secret_line(tty.as_fd(), &|| INTERRUPTED.load(Ordering::SeqCst)) {
+            Ok(line) => to_secret(&line),
+            Err(LineError::Ended) => Ok(Secret::default()),
+            Err(LineError::TooLong) => bail!("the entry is longer than {MAX_ENTRY} bytes"),
+            Err(LineError::Interrupted) => bail!("cancelled"),
+            Err(LineError::Io(e)) => Err(e.into()),
         }
-        let text = String::from_utf8(line.to_vec()).context("the entry is not valid UTF-8")?;
-        Ok(Secret::from(text))
     })();
     if let Some(previous) = previous {
         // SAFETY: restoring the handler that was installed before.
@@ -140,4 +184,49 @@ fn ask_terminal(prompt: &str) -> Result<Secret> {
         std::process::exit(130);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn lines(input: &[u8]) -> (UnixStream, UnixStream) {
+        let (mut w, r) = UnixStream::pair().unwrap();
+        w.write_all(input).unwrap();
+        (w, r)
+    }
+
+    #[test]
+    fn lines_are_read_into_a_buffer_that_never_grows() {
+        let (w, r) = lines(b"482915\r\npassword\nlast");
+        drop(w);
+        let never = || false;
+        let first = read_secret_line(r.as_fd(), &never).unwrap();
+        assert_eq!(&first[..], b"482915");
+        assert_eq!(first.capacity(), MAX_ENTRY);
+        assert_eq!(
+            &read_secret_line(r.as_fd(), &never).unwrap()[..],
+            b"password"
+        );
+        assert_eq!(&read_secret_line(r.as_fd(), &never).unwrap()[..], b"last");
+        assert!(matches!(
+            read_secret_line(r.as_fd(), &never),
+            Err(LineError::Ended)
+        ));
+    }
+
+    #[test]
+    fn an_overlong_entry_is_refused() {
+        let mut long = vec![b'7'; MAX_ENTRY + 1];
+        long.push(b'\n');
+        let (w, r) = lines(&long);
+        drop(w);
+        assert!(matches!(
+            read_secret_line(r.as_fd(), &|| false),
+            Err(LineError::TooLong)
+        ));
+        assert!(to_secret(b"\xff\xfe").is_err());
+        assert_eq!(to_secret(b"1234").unwrap().expose(), "1234");
+    }
 }
