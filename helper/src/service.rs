@@ -724,12 +724,18 @@ impl Service {
         Ok(aloha::hex::encode(&mac))
     }
 
-    /// Policy and history check of a new PIN.
-    fn vet_new_pin(&self, user: &str, pin: &Secret) -> Outcome<Vetted> {
+    /// The PIN policy's rules, which depend on nothing secret: checked before anything else.
+    fn check_policy(&self, pin: &Secret) -> Outcome<()> {
         self.config
             .pin
             .check(pin.expose())
-            .map_err(|v| fail(ErrorCode::PolicyViolation, v.to_string()))?;
+            .map_err(|v| fail(ErrorCode::PolicyViolation, v.to_string()))
+    }
+
+    /// The history check of a new PIN. The history holds the current PIN, so this answer is
+    /// an oracle for it: only call it once the caller has proven itself (account password,
+    /// current PIN, or root).
+    fn vet_history(&self, user: &str, pin: &Secret) -> Outcome<Vetted> {
         let keep = self.config.pin.history;
         if keep == 0 {
             return Ok(Vetted::default());
@@ -755,14 +761,16 @@ impl Service {
             StoredHistory::Legacy(old) => {
                 // Honour the version-1 entries one last time, then drop them: their fast,
                 // unsalted digests are what let the current PIN be recovered offline.
-                let key = self
-                    .store
-                    .history_key()
-                    .map_err(|e| store_failure(user, e))?;
-                let digest = history::legacy_digest(&key, user, pin)
-                    .map_err(|m| fail(ErrorCode::Internal, m))?;
-                if old.iter().take(keep).any(|d| *d == digest) {
-                    return Err(reused());
+                if self.store.history_key_path().exists() {
+                    let key = self
+                        .store
+                        .history_key()
+                        .map_err(|e| store_failure(user, e))?;
+                    let digest = history::legacy_digest(&key, user, pin)
+                        .map_err(|m| fail(ErrorCode::Internal, m))?;
+                    if old.iter().take(keep).any(|d| *d == digest) {
+                        return Err(reused());
+                    }
                 }
                 warn!(
                     user,
@@ -856,8 +864,9 @@ impl Service {
                 ),
             ));
         }
-        let vetted = self.vet_new_pin(user, pin)?;
+        self.check_policy(pin)?;
         self.require_password(caller, &info, password, "set a PIN")?;
+        let vetted = self.vet_history(user, pin)?;
         let c = self.enrol(&info, pin, &vetted)?;
         info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
         Ok(vetted.reply(format!("PIN set for {user} ({}).", c.backend.name())))
@@ -873,8 +882,9 @@ impl Service {
         let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let vetted = self.vet_new_pin(user, pin)?;
+        self.check_policy(pin)?;
         self.require_password(caller, &info, password, "reset your PIN")?;
+        let vetted = self.vet_history(user, pin)?;
         // The old container may be corrupt or locked: a reset replaces it either way.
         let c = self.enrol(&info, pin, &vetted)?;
         info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
@@ -895,7 +905,7 @@ impl Service {
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         let mut container = self.load_container(user)?;
-        let vetted = self.vet_new_pin(user, new_pin)?;
+        self.check_policy(new_pin)?;
         let new_salt = random_salt()?;
         let old_auth = AuthValue::from_pin(current, &container.pin_salt);
         let new_auth = AuthValue::from_pin(new_pin, &new_salt);
@@ -903,6 +913,8 @@ impl Service {
         let new_blob = self.attempt(user, &container, |b| {
             b.change_auth(&blob, &old_auth, &new_auth)
         })?;
+        // Only now, with the current PIN proven: a refusal leaves the old container in place.
+        let vetted = self.vet_history(user, new_pin)?;
         container.protectors.pin = new_blob;
         container.pin_salt = new_salt;
         container.pin_set_at = self.clock.now();

@@ -1302,3 +1302,81 @@ fn a_busy_connection_still_ends_at_its_lifetime() {
     shutdown.store(true, Ordering::SeqCst);
     server.join().unwrap().unwrap();
 }
+
+#[test]
+fn the_history_is_no_oracle_for_the_current_pin() {
+    let mut config = Config::default();
+    config.pin.history = 3;
+    let f = fixture_with(config, true);
+    f.set(ALICE, "alice", Some("alice-password"), PIN).unwrap();
+    // Without the account password a reset says nothing about the history...
+    let e = f
+        .call(
+            ALICE,
+            Request::PinReset {
+                user: "alice".into(),
+                password: Some(Secret::new("guess")),
+                new_pin: Secret::new(PIN),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WrongPassword);
+    // ... nor does a change with a wrong current PIN, which counts as a wrong PIN.
+    let e = f
+        .call(
+            ALICE,
+            Request::PinChange {
+                user: "alice".into(),
+                current_pin: Secret::new(OTHER_PIN),
+                new_pin: Secret::new(PIN),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WrongPin);
+    assert_eq!(f.status("alice").failed_attempts, 1);
+    // With the current PIN proven, the reuse is refused and the old PIN keeps working.
+    let e = f
+        .call(
+            ALICE,
+            Request::PinChange {
+                user: "alice".into(),
+                current_pin: Secret::new(PIN),
+                new_pin: Secret::new(PIN),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PolicyViolation);
+    f.sign_in(ALICE, "alice", PIN).unwrap();
+    // A policy violation is still refused before anything else, at no cost.
+    let e = f
+        .call(
+            ALICE,
+            Request::PinReset {
+                user: "alice".into(),
+                password: None,
+                new_pin: Secret::new("123456"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PolicyViolation);
+}
+
+#[test]
+fn a_corrupt_public_key_file_is_replaced_from_the_container_at_start() {
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let path = registry::key_path(&f.dir, "alice");
+    std::fs::write(&path, b"{\"version\":1,\"us").unwrap();
+    assert!(registry::load(&f.dir, "alice", Some(1000)).is_err());
+    drop(build(
+        &f.dir,
+        Config::default(),
+        true,
+        &f.clock,
+        &f.da,
+        &f.seen,
+        &f.fault,
+    ));
+    assert!(registry::load(&f.dir, "alice", Some(1000)).is_ok());
+    f.sign_in(ALICE, "alice", PIN).unwrap();
+}
