@@ -128,6 +128,27 @@ pub fn refusal_message(user: &str, gate: Gate, failures: u32, now: u64) -> Optio
     }
 }
 
+/// Why and until when the TPM guard pauses PIN sign-in for every TPM-backed user, as the tail
+/// of a sentence ("PIN sign-in is paused for every user — …"): `aloha status`, and pam_aloha's
+/// check before it asks for a PIN.
+pub fn tpm_pause_reason(pause: crate::protocol::TpmPause, now: u64) -> String {
+    use crate::timefmt::{utc, wait};
+    let why = if pause.in_lockout {
+        "the TPM is in its dictionary-attack lockout"
+    } else {
+        "the TPM is close to its dictionary-attack lockout"
+    };
+    let until = match pause.until {
+        Some(t) => format!(
+            "next attempt in about {} (at {})",
+            wait(t.saturating_sub(now)),
+            utc(t)
+        ),
+        None => "until an administrator resets the TPM's dictionary-attack counter".into(),
+    };
+    format!("{why}; {until}. Use your password meanwhile.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,8 @@ use aloha::Secret;
 use aloha::challenge::{self, ChallengeError, Nonce};
 use aloha::client::ClientError;
 use aloha::config::ConfigError;
-use aloha::lockout::{Gate, refusal_message};
-use aloha::protocol::{ErrorCode, Response};
+use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
+use aloha::protocol::{BackendKind, ErrorCode, Response};
 use aloha::registry::{RegisteredKey, RegistryError};
 
 use crate::alohad::Alohad;
@@ -311,6 +311,21 @@ pub fn authenticate_with<A: Aloha>(
         return outcome;
     }
 
+    // The TPM guard refuses every TPM-backed sign-in before the PIN is checked: say so instead
+    // of asking for a PIN that cannot work.
+    if let (Some(BackendKind::Tpm), Some(pause)) = (status.backend, status.tpm_pause) {
+        host.tell(&format!(
+            "PIN sign-in is paused for every user — {}",
+            tpm_pause_reason(pause, aloha.now())
+        ));
+        says(
+            host,
+            Level::Notice,
+            "result=unavailable: the TPM guard pauses PIN sign-in; not prompting",
+        );
+        return Outcome::Unavailable;
+    }
+
     says(host, Level::Debug, "asking for the PIN");
     let pin = match host.ask_secret("PIN: ") {
         Ok(pin) if !pin.is_empty() => pin,
@@ -553,6 +568,7 @@ mod tests {
         NoContainer,
         Delayed,
         Locked,
+        TpmPaused,
         Down,
     }
 
@@ -633,7 +649,7 @@ mod tests {
         fn status(&mut self, user: &str) -> Result<Response, CallError> {
             let gate = match self.status {
                 Status::Down => return Err(down()),
-                Status::Open | Status::NoContainer => Gate::Open {
+                Status::Open | Status::NoContainer | Status::TpmPaused => Gate::Open {
                     left_before_delay: 3,
                     left_before_lock: 10,
                 },
@@ -656,7 +672,12 @@ mod tests {
                 max_attempts: 10,
                 gate,
                 tpm: None,
-                tpm_pause: None,
+                tpm_pause: matches!(self.status, Status::TpmPaused).then_some(
+                    aloha::protocol::TpmPause {
+                        in_lockout: false,
+                        until: Some(NOW + 7200),
+                    },
+                ),
                 default_backend: None,
                 protection: None,
                 problem: None,
@@ -794,6 +815,18 @@ mod tests {
             outcome: Outcome::MaxTries,
             told: &["locked after 10 wrong tries — use your password"],
             logged: "result=locked: not prompting",
+            prompted: false,
+            sign_ins: 0,
+            ..OPEN
+        },
+        Case {
+            name: "the TPM guard pauses PIN sign-in",
+            status: Status::TpmPaused,
+            outcome: Outcome::Unavailable,
+            told: &[
+                "PIN sign-in is paused for every user — the TPM is close to its dictionary-attack lockout; next attempt in about 2 hours",
+            ],
+            logged: "result=unavailable: the TPM guard pauses PIN sign-in; not prompting",
             prompted: false,
             sign_ins: 0,
             ..OPEN

@@ -1,6 +1,6 @@
 //! `aloha status` in words.
 
-use aloha::lockout::Gate;
+use aloha::lockout::{Gate, tpm_pause_reason};
 use aloha::protocol::UserStatus;
 use aloha::timefmt::{utc, wait};
 
@@ -62,22 +62,9 @@ pub fn render(s: &UserStatus, now: u64) -> String {
     };
     line("Lockout:", state);
     if let Some(p) = s.tpm_pause {
-        let why = if p.in_lockout {
-            "the TPM is in its dictionary-attack lockout"
-        } else {
-            "the TPM is close to its dictionary-attack lockout"
-        };
-        let until = match p.until {
-            Some(t) => format!(
-                "next attempt in about {} (at {})",
-                wait(t.saturating_sub(now)),
-                utc(t)
-            ),
-            None => "until an administrator resets the TPM's dictionary-attack counter".into(),
-        };
         line(
             "PIN sign-in:",
-            format!("PAUSED for every user — {why}; {until}. Use your password meanwhile."),
+            format!("PAUSED for every user — {}", tpm_pause_reason(p, now)),
         );
     }
     if let Some(t) = s.tpm {
