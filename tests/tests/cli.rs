@@ -266,8 +266,8 @@ fn corrupt_state_is_reported(kind: Kind) {
 
 fn concurrent_attempts_never_exceed_the_limit(kind: Kind) {
     let f = Fixture::start(kind, |o| {
-        // All 20 must reach the attempt logic at once, not be turned away at the door by the
-        // per-uid connection cap (4 by default).
+        // All 20 must reach the attempt logic at once, not wait in line behind the per-uid
+        // connection cap (4 by default).
         o.daemon_extra = "max_connections_per_uid = 32\n".into();
         o.extra = "[lockout]\nfree_attempts = 3\ndelay_seconds = [0]\nmax_attempts = 5\n".into();
     });
