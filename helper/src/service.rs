@@ -4,6 +4,7 @@
 //! password checker and the clock — so it is tested without sockets, sleeps or a TPM.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aloha::Secret;
@@ -21,8 +22,7 @@ use crate::backend::{AuthValue, BackendError, DaState, KdfParams, KeyBackend, SA
 use crate::history;
 use crate::password::{PasswordChecker, PasswordError};
 use crate::store::{
-    CONTAINER_VERSION, Container, HISTORY_SALT_LEN, History, Protectors, Store, StoreError,
-    StoredHistory,
+    CONTAINER_VERSION, Container, History, Protectors, Store, StoreError, StoredHistory,
 };
 use crate::users::{UserDb, UserInfo};
 
@@ -680,21 +680,47 @@ impl Service {
         }
     }
 
-    fn history_digest(
-        &self,
-        user: &str,
-        key: BackendKind,
-        salt: &[u8; HISTORY_SALT_LEN],
-        pin: &Secret,
-    ) -> Outcome<String> {
-        let stretched = history::stretch(&self.history_kdf, salt, user, pin)
+    /// A PIN-history key file that cannot be used (missing or corrupt). Unlock or a PIN reset
+    /// does not help: only restoring the file, or giving up the histories made with it.
+    fn history_key_file_failure(&self, user: &str, path: &Path, e: StoreError) -> Failure {
+        let history = self.store.history_path(user);
+        match e {
+            StoreError::KeyMissing { .. } => fail(
+                ErrorCode::StateCorrupt,
+                format!(
+                    "{e}. New PINs for {user} are refused, because without that key the earlier \
+                     PINs cannot be checked. An administrator restores {} from a backup, or runs \
+                     `rm {}` (forgetting {user}'s earlier PINs); then {user} tries again.",
+                    path.display(),
+                    history.display()
+                ),
+            ),
+            StoreError::Corrupt { .. } => fail(
+                ErrorCode::StateCorrupt,
+                format!(
+                    "{e}. New PINs for {user} are refused until it is fixed: an administrator \
+                     restores it from a backup, or deletes it and {} (forgetting {user}'s earlier \
+                     PINs; other users' histories need the same); then {user} tries again.",
+                    history.display()
+                ),
+            ),
+            other => store_failure(user, other),
+        }
+    }
+
+    fn history_digest(&self, user: &str, history: &History, pin: &Secret) -> Outcome<String> {
+        let stretched = history::stretch(&self.history_kdf, &history.salt, user, pin)
             .map_err(|m| fail(ErrorCode::Internal, m))?;
-        let mac = match key {
+        // A history with digests was made with a key that must still exist: a fresh key would
+        // make every earlier PIN pass the check without anyone noticing.
+        let may_create = history.digests.is_empty();
+        let mac = match history.key {
             BackendKind::Software => {
+                let path = self.store.history_key_path();
                 let k = self
                     .store
-                    .history_key()
-                    .map_err(|e| store_failure(user, e))?;
+                    .history_key(may_create)
+                    .map_err(|e| self.history_key_file_failure(user, &path, e))?;
                 history::software_mac(&k, &stretched).map_err(|m| fail(ErrorCode::Internal, m))?
             }
             BackendKind::Tpm => {
@@ -705,16 +731,17 @@ impl Service {
                     ));
                 };
                 let mut backend = lock(tpm);
+                let path = self.store.tpm_history_key_path();
                 let blob = self
                     .store
-                    .tpm_history_key(|| match backend.create_history_key() {
+                    .tpm_history_key(may_create, || match backend.create_history_key() {
                         Ok(Some(blob)) => Ok(blob),
                         Ok(None) => Err(BackendError::Unavailable(
                             "the TPM backend made no history key".into(),
                         )),
                         Err(e) => Err(e),
                     })
-                    .map_err(|e| store_failure(user, e))?
+                    .map_err(|e| self.history_key_file_failure(user, &path, e))?
                     .map_err(|e| self.history_key_failure(user, e))?;
                 backend
                     .history_mac(&blob, &stretched)
@@ -761,11 +788,12 @@ impl Service {
             StoredHistory::Legacy(old) => {
                 // Honour the version-1 entries one last time, then drop them: their fast,
                 // unsalted digests are what let the current PIN be recovered offline.
-                if self.store.history_key_path().exists() {
+                let path = self.store.history_key_path();
+                if path.exists() {
                     let key = self
                         .store
-                        .history_key()
-                        .map_err(|e| store_failure(user, e))?;
+                        .history_key(false)
+                        .map_err(|e| self.history_key_file_failure(user, &path, e))?;
                     let digest = history::legacy_digest(&key, user, pin)
                         .map_err(|m| fail(ErrorCode::Internal, m))?;
                     if old.iter().take(keep).any(|d| *d == digest) {
@@ -785,7 +813,7 @@ impl Service {
                 )
             }
         };
-        let digest = self.history_digest(user, history.key, &history.salt, pin)?;
+        let digest = self.history_digest(user, &history, pin)?;
         if history.digests.iter().take(keep).any(|d| *d == digest) {
             return Err(reused());
         }

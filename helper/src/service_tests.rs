@@ -1067,6 +1067,76 @@ fn a_corrupt_history_says_exactly_what_to_do() {
     assert_eq!(std::fs::read(&path).unwrap(), b"{\"version\":2,\"dig");
 }
 
+fn reset_to(f: &Fixture, pin: &str) -> Result<Response, Failure> {
+    f.call(
+        ROOT,
+        Request::PinReset {
+            user: "alice".into(),
+            password: None,
+            new_pin: Secret::new(pin),
+        },
+    )
+}
+
+#[test]
+fn a_missing_history_key_is_never_silently_replaced() {
+    for with_tpm in [false, true] {
+        let mut config = Config::default();
+        config.pin.history = 3;
+        let f = fixture_with(config, with_tpm);
+        f.set(ROOT, "alice", None, PIN).unwrap();
+        let key = f.dir.join(if with_tpm {
+            "private/history-key.tpm"
+        } else {
+            "private/history.key"
+        });
+        let history = f.dir.join("private/users/alice/history.json");
+        std::fs::remove_file(&key).unwrap();
+        let before = std::fs::read(&history).unwrap();
+        // The reused PIN must not pass because a new key no longer recognises it.
+        let e = reset_to(&f, PIN).unwrap_err();
+        assert_eq!(e.code, ErrorCode::StateCorrupt, "{}", e.message);
+        assert!(
+            e.message.contains(&key.display().to_string()),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains(&format!("`rm {}`", history.display())),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("admin unlock"), "{}", e.message);
+        assert!(!key.exists(), "no new key was made");
+        assert_eq!(std::fs::read(&history).unwrap(), before);
+        // Doing what the message says works, and makes a new key.
+        std::fs::remove_file(&history).unwrap();
+        reset_to(&f, PIN).unwrap();
+        assert!(key.exists());
+    }
+}
+
+#[test]
+fn a_corrupt_history_key_names_the_file_and_the_fix() {
+    let mut config = Config::default();
+    config.pin.history = 3;
+    let f = fixture_with(config, false);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let key = f.dir.join("private/history.key");
+    std::fs::write(&key, b"short").unwrap();
+    let e = reset_to(&f, OTHER_PIN).unwrap_err();
+    assert_eq!(e.code, ErrorCode::StateCorrupt, "{}", e.message);
+    assert!(
+        e.message.contains(&key.display().to_string()),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("history.json"), "{}", e.message);
+    assert!(!e.message.contains("admin unlock"), "{}", e.message);
+    assert!(!e.message.contains("pin reset"), "{}", e.message);
+    assert_eq!(std::fs::read(&key).unwrap(), b"short");
+}
+
 #[test]
 fn per_user_limits_must_stay_below_the_tpm_guard() {
     let da = |max_tries| DaState {

@@ -50,6 +50,10 @@ pub enum StoreError {
     Unsafe { path: PathBuf, why: String },
     #[error("another alohad already uses the state directory {0}")]
     InUse(PathBuf),
+    /// A key that existing data was made with is gone; making a new one would silently
+    /// invalidate that data.
+    #[error("{path} is missing, although {needed_by} was made with it")]
+    KeyMissing { path: PathBuf, needed_by: String },
 }
 
 fn disk_hint(e: &io::Error) -> &'static str {
@@ -495,8 +499,9 @@ impl Store {
         self.private().join("history-key.tpm")
     }
 
-    /// The software PIN-history key, created on first use.
-    pub fn history_key(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    /// The software PIN-history key, created on first use. `may_create` is false when data
+    /// made with the key exists: then a missing key is an error, never a fresh key.
+    pub fn history_key(&self, may_create: bool) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let path = self.history_key_path();
         let parse = |bytes: Vec<u8>| {
             let bytes = Zeroizing::new(bytes);
@@ -512,6 +517,12 @@ impl Store {
         if let Some(bytes) = read_optional(&path)? {
             return parse(bytes);
         }
+        if !may_create {
+            return Err(StoreError::KeyMissing {
+                path,
+                needed_by: "a stored PIN history".into(),
+            });
+        }
         let mut key = Zeroizing::new(vec![0u8; 32]);
         getrandom::fill(&mut key).map_err(|e| StoreError::Write {
             path: path.clone(),
@@ -526,14 +537,22 @@ impl Store {
         parse(bytes)
     }
 
-    /// The TPM's PIN-history key blob, created with `create` on first use.
+    /// The TPM's PIN-history key blob, created with `create` on first use; `may_create` as
+    /// for [`Store::history_key`].
     pub fn tpm_history_key<E>(
         &self,
+        may_create: bool,
         create: impl FnOnce() -> Result<KeyBlob, E>,
     ) -> Result<Result<KeyBlob, E>, StoreError> {
         let path = self.tpm_history_key_path();
         if let Some(blob) = read_json::<KeyBlob>(&path)? {
             return Ok(Ok(blob));
+        }
+        if !may_create {
+            return Err(StoreError::KeyMissing {
+                path,
+                needed_by: "a stored PIN history".into(),
+            });
         }
         let blob = match create() {
             Ok(b) => b,
@@ -709,8 +728,8 @@ mod tests {
     fn history_key_is_stable() {
         let dir = temp();
         let store = Store::open(&dir).unwrap();
-        let k1 = store.history_key().unwrap();
-        let k2 = store.history_key().unwrap();
+        let k1 = store.history_key(true).unwrap();
+        let k2 = store.history_key(true).unwrap();
         assert_eq!(*k1, *k2);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -722,7 +741,7 @@ mod tests {
         let keys: Vec<Vec<u8>> = (0..16)
             .map(|_| {
                 let store = store.clone();
-                std::thread::spawn(move || store.history_key().unwrap().to_vec())
+                std::thread::spawn(move || store.history_key(true).unwrap().to_vec())
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -732,7 +751,7 @@ mod tests {
             keys.iter().all(|k| *k == keys[0]),
             "every thread got the same key"
         );
-        assert_eq!(*store.history_key().unwrap(), keys[0]);
+        assert_eq!(*store.history_key(true).unwrap(), keys[0]);
         let leftovers: Vec<_> = fs::read_dir(dir.join("private"))
             .unwrap()
             .flatten()
@@ -745,11 +764,11 @@ mod tests {
             private: vec![0, 1, n],
         };
         let first = store
-            .tpm_history_key(|| Ok::<_, ()>(blob(1)))
+            .tpm_history_key(true, || Ok::<_, ()>(blob(1)))
             .unwrap()
             .unwrap();
         let second = store
-            .tpm_history_key(|| Ok::<_, ()>(blob(2)))
+            .tpm_history_key(true, || Ok::<_, ()>(blob(2)))
             .unwrap()
             .unwrap();
         assert_eq!(first, blob(1));
