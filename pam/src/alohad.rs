@@ -4,7 +4,8 @@
 //! `timeout=` is one [`Budget`] for all waiting on alohad in one pam_authenticate (the status
 //! check and the sign-in each use a connection of their own, so that no connection idles while
 //! the user types), not a deadline per step: a daemon that stalls every step costs `timeout`
-//! once. Time at the PIN prompt is the user's and is not counted.
+//! once. Time at the PIN prompt is the user's and is not counted. If the status check leaves
+//! less than [`crate::flow::min_sign_in_time`], no PIN is asked for.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -136,6 +137,10 @@ impl Aloha for Alohad {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
+    }
+
+    fn time_left(&self) -> Duration {
+        self.budget.left()
     }
 }
 

@@ -23,6 +23,7 @@ use aloha::Secret;
 use aloha::challenge::{self, ChallengeError, Nonce};
 use aloha::client::ClientError;
 use aloha::config::ConfigError;
+use aloha::frame::FrameError;
 use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
 use aloha::protocol::{BackendKind, ErrorCode, Response};
 use aloha::registry::{RegisteredKey, RegistryError};
@@ -97,6 +98,15 @@ pub trait Aloha {
     fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
     /// Unix seconds (for "try again in …").
     fn now(&self) -> u64;
+    /// What is left of `timeout=` for waiting on alohad.
+    fn time_left(&self) -> Duration;
+}
+
+/// The least of `timeout=` that must be left for the sign-in before the PIN is asked for:
+/// 2 s, or half of `timeout=` if that is shorter. With less, Argon2id or the TPM could still be
+/// working when the time runs out, after the PIN was sent — a counted attempt that fails.
+pub fn min_sign_in_time(timeout: Duration) -> Duration {
+    Duration::from_secs(2).min(timeout / 2)
 }
 
 /// Module arguments from the PAM service file.
@@ -326,6 +336,21 @@ pub fn authenticate_with<A: Aloha>(
         return Outcome::Unavailable;
     }
 
+    let left = aloha.time_left();
+    if left < min_sign_in_time(args.timeout) {
+        says(
+            host,
+            Level::Notice,
+            &format!(
+                "result=unavailable: only {:.1}s of timeout={}s left after the status check, \
+                 too little for a sign-in; not prompting",
+                left.as_secs_f64(),
+                args.timeout.as_secs_f64()
+            ),
+        );
+        return Outcome::Unavailable;
+    }
+
     says(host, Level::Debug, "asking for the PIN");
     let pin = match host.ask_secret("PIN: ") {
         Ok(pin) if !pin.is_empty() => pin,
@@ -433,6 +458,20 @@ pub fn authenticate_with<A: Aloha>(
             );
             outcome
         }
+        // Silence is what a slow alohad looks like too (Argon2id, a busy TPM): not a sign of
+        // impersonation, but the attempt may have been counted, so still no success.
+        Err(CallError::Sent(ClientError::Frame(FrameError::Timeout))) => {
+            host.tell("Aloha did not answer in time; use your password.");
+            host.log(
+                Level::Error,
+                &format!(
+                    "user={user} service={service} result=denied: no answer within timeout={}s \
+                     after the PIN was sent",
+                    args.timeout.as_secs_f64()
+                ),
+            );
+            Outcome::AuthErr
+        }
         Err(CallError::Sent(e)) => denied(host, &format!("no valid reply ({e})")),
         Err(CallError::NotSent(e)) => {
             host.tell("Aloha did not answer; use your password.");
@@ -478,6 +517,15 @@ mod tests {
         let d = Args::parse([]);
         assert_eq!(d.timeout, DEFAULT_TIMEOUT);
         assert_eq!(d.socket, None);
+    }
+
+    #[test]
+    fn the_sign_in_keeps_a_minimum_of_the_timeout() {
+        assert_eq!(min_sign_in_time(DEFAULT_TIMEOUT), Duration::from_secs(2));
+        assert_eq!(
+            min_sign_in_time(Duration::from_secs(3)),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]
@@ -569,6 +617,8 @@ mod tests {
         Delayed,
         Locked,
         TpmPaused,
+        /// Open, but the status check used most of `timeout=`.
+        Slow,
         Down,
     }
 
@@ -649,10 +699,12 @@ mod tests {
         fn status(&mut self, user: &str) -> Result<Response, CallError> {
             let gate = match self.status {
                 Status::Down => return Err(down()),
-                Status::Open | Status::NoContainer | Status::TpmPaused => Gate::Open {
-                    left_before_delay: 3,
-                    left_before_lock: 10,
-                },
+                Status::Open | Status::NoContainer | Status::TpmPaused | Status::Slow => {
+                    Gate::Open {
+                        left_before_delay: 3,
+                        left_before_lock: 10,
+                    }
+                }
                 Status::Delayed => Gate::Delayed { until: NOW + 600 },
                 Status::Locked => Gate::Locked,
             };
@@ -739,6 +791,12 @@ mod tests {
         }
         fn now(&self) -> u64 {
             NOW
+        }
+        fn time_left(&self) -> Duration {
+            match self.status {
+                Status::Slow => Duration::from_millis(1500),
+                _ => DEFAULT_TIMEOUT,
+            }
         }
     }
 
@@ -875,8 +933,17 @@ mod tests {
             name: "no reply after the PIN",
             reply: Reply::Silence,
             outcome: Outcome::AuthErr,
-            told: &["Aloha's answer was not valid"],
-            logged: "result=denied: no valid reply (talking to alohad failed: the peer did not answer in time)",
+            told: &["Aloha did not answer in time; use your password."],
+            logged: "result=denied: no answer within timeout=10s after the PIN was sent",
+            ..OPEN
+        },
+        Case {
+            name: "too little of the timeout left after the status check",
+            status: Status::Slow,
+            outcome: Outcome::Unavailable,
+            logged: "result=unavailable: only 1.5s of timeout=10s left after the status check",
+            prompted: false,
+            sign_ins: 0,
             ..OPEN
         },
         Case {
