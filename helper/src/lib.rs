@@ -11,5 +11,6 @@ pub mod pam_client;
 pub mod password;
 pub mod server;
 pub mod service;
+pub mod slots;
 pub mod store;
 pub mod users;

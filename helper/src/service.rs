@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::backend::{AuthValue, BackendError, DaState, KdfParams, KeyBackend, SALT_LEN};
 use crate::history;
 use crate::password::{PasswordChecker, PasswordError};
+use crate::slots::{Slot, Slots};
 use crate::store::{
     CONTAINER_VERSION, Container, History, Protectors, Store, StoreError, StoredHistory,
 };
@@ -64,6 +65,8 @@ pub struct Parts {
     /// Makes a software vault for one operation: the vault holds no state worth sharing, so
     /// software-vault users never queue behind each other's Argon2id.
     pub software: SoftwareFactory,
+    /// How many software-vault operations (Argon2id, 64 MiB each) may run at once.
+    pub software_slots: usize,
     /// Argon2id cost of PIN-history digests (the software vault's, outside tests).
     pub history_kdf: KdfParams,
     /// `None` where no TPM could be opened (or `backend = "software"`).
@@ -79,6 +82,7 @@ pub struct Service {
     config: Config,
     store: Store,
     software: SoftwareFactory,
+    software_slots: Slots,
     history_kdf: KdfParams,
     tpm: Option<Mutex<Box<dyn KeyBackend>>>,
     users: Box<dyn UserDb>,
@@ -139,14 +143,18 @@ fn random_salt() -> Outcome<[u8; SALT_LEN]> {
 /// A key store in use: the TPM's (shared, locked) or a software vault of one's own.
 enum Held<'a> {
     Shared(MutexGuard<'a, Box<dyn KeyBackend>>),
-    Own(Box<dyn KeyBackend>),
+    /// A vault of its own, and the slot that bounds how many run at once.
+    Own {
+        backend: Box<dyn KeyBackend>,
+        _slot: Slot<'a>,
+    },
 }
 
 impl Held<'_> {
     fn get(&mut self) -> &mut dyn KeyBackend {
         match self {
             Held::Shared(guard) => &mut ***guard,
-            Held::Own(backend) => &mut **backend,
+            Held::Own { backend, .. } => &mut **backend,
         }
     }
 }
@@ -212,6 +220,7 @@ impl Service {
             config: parts.config,
             store: parts.store,
             software: parts.software,
+            software_slots: Slots::new(parts.software_slots),
             history_kdf: parts.history_kdf,
             tpm: parts.tpm.map(Mutex::new),
             users: parts.users,
@@ -401,10 +410,17 @@ impl Service {
     // ---------------------------------------------------------------- backends
 
     /// The key store for `kind`: the TPM's single owner (one command sequence at a time), or a
-    /// software vault of the caller's own (callers are serialized per user, not globally).
+    /// software vault of the caller's own (callers are serialized per user, and at most
+    /// `software_slots` run at once, which bounds Argon2id's memory).
     fn backend(&self, kind: BackendKind) -> Outcome<Held<'_>> {
         match kind {
-            BackendKind::Software => Ok(Held::Own((self.software)())),
+            BackendKind::Software => {
+                let slot = self.software_slots.acquire();
+                Ok(Held::Own {
+                    backend: (self.software)(),
+                    _slot: slot,
+                })
+            }
             BackendKind::Tpm => self.tpm.as_ref().map(|m| Held::Shared(lock(m))).ok_or_else(|| {
                 fail(
                     ErrorCode::BackendUnavailable,

@@ -251,6 +251,7 @@ fn build(
         config,
         store,
         software: Box::new(|| Box::new(fast_vault())),
+        software_slots: 4,
         history_kdf: FAST_KDF,
         tpm,
         users: Box::new(FakeUsers),
@@ -1264,6 +1265,7 @@ fn software_vault_sign_ins_of_different_users_run_side_by_side() {
                 met: m2.clone(),
             })
         }),
+        software_slots: 2,
         history_kdf: FAST_KDF,
         tpm: None,
         users: Box::new(FakeUsers),
@@ -1307,6 +1309,113 @@ fn software_vault_sign_ins_of_different_users_run_side_by_side() {
         2,
         "both were inside the vault at once"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A software vault that counts how many are inside it at once.
+struct Counting {
+    inner: SoftwareVault,
+    inside: Arc<AtomicU64>,
+    most: Arc<AtomicU64>,
+}
+
+impl KeyBackend for Counting {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Software
+    }
+    fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError> {
+        self.inner.create(auth)
+    }
+    fn sign(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        digest: &[u8; 32],
+    ) -> Result<[u8; 64], BackendError> {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        // Long enough for the other threads to pile up behind the slot.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let r = self.inner.sign(blob, auth, digest);
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+    fn change_auth(
+        &mut self,
+        blob: &KeyBlob,
+        old: &AuthValue,
+        new: &AuthValue,
+    ) -> Result<KeyBlob, BackendError> {
+        self.inner.change_auth(blob, old, new)
+    }
+    fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn software_vault_runs_are_bounded_by_the_slots() {
+    let dir = temp_dir();
+    let inside = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let (i2, m2) = (inside.clone(), most.clone());
+    let mut config = Config::default();
+    config.tpm.backend = BackendChoice::Software;
+    let service = Arc::new(Service::new(Parts {
+        config,
+        store: Store::open_unlocked(&dir).unwrap(),
+        software: Box::new(move || {
+            Box::new(Counting {
+                inner: fast_vault(),
+                inside: i2.clone(),
+                most: m2.clone(),
+            })
+        }),
+        software_slots: 1,
+        history_kdf: FAST_KDF,
+        tpm: None,
+        users: Box::new(FakeUsers),
+        passwords: Box::new(FakePasswords),
+        clock: Box::new(FakeClock(Arc::new(AtomicU64::new(T0)))),
+    }));
+    for user in ["alice", "bob"] {
+        let r = service.handle(
+            &ROOT,
+            Request::PinSet {
+                user: user.into(),
+                password: None,
+                pin: Secret::new(PIN),
+            },
+        );
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    }
+    let threads: Vec<_> = [
+        (ALICE, "alice"),
+        (BOB, "bob"),
+        (ALICE, "alice"),
+        (BOB, "bob"),
+    ]
+    .into_iter()
+    .map(|(caller, user)| {
+        let service = service.clone();
+        std::thread::spawn(move || {
+            service.handle(
+                &caller,
+                Request::SignIn {
+                    user: user.into(),
+                    service: "t".into(),
+                    nonce: Nonce::random().unwrap(),
+                    pin: Secret::new(PIN),
+                },
+            )
+        })
+    })
+    .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert!(matches!(r, Response::Signed { .. }), "{r:?}");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "one vault run at a time");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
