@@ -573,6 +573,43 @@ impl Service {
         }
     }
 
+    /// A key-store failure after the PIN was sent: counted like a wrong PIN, so the reply
+    /// says where the count now stands (a waiting time, or the lock), as [`Self::wrong_pin`] does.
+    fn counted_failure(
+        &self,
+        user: &str,
+        e: BackendError,
+        counted: &Attempts,
+        now: u64,
+    ) -> Failure {
+        let policy = &self.config.lockout;
+        let left = policy.max_attempts.saturating_sub(counted.failures);
+        let mut f = self.backend_failure(user, e);
+        let (standing, retry_at) = match policy.gate(counted, now) {
+            Gate::Locked => (
+                format!(
+                    "{user}'s PIN is now locked after {} failed tries; `aloha pin reset` (with the \
+                     account password) or an administrator lifts the lock.",
+                    counted.failures
+                ),
+                None,
+            ),
+            Gate::Delayed { until } => (
+                format!(
+                    "Next try in {} (at {}); {left} more failed tries lock it.",
+                    timefmt::wait(until.saturating_sub(now)),
+                    timefmt::utc(until)
+                ),
+                Some(until),
+            ),
+            Gate::Open { .. } => (format!("{left} more failed tries lock it."), None),
+        };
+        f.message = format!("{} {standing}", f.message);
+        f.retry_at = f.retry_at.or(retry_at);
+        f.left_before_lock = Some(left);
+        f
+    }
+
     /// One PIN attempt against `container`'s key: gate, TPM guard, write-ahead count, the
     /// operation, then reset on success. The caller holds the user's lock.
     fn attempt<T>(
@@ -628,7 +665,7 @@ impl Service {
                 // response is not authenticated; the guard above already refuses a TPM it saw
                 // in lockout): the attempt stays counted.
                 warn!(user, error = %e, "no trustworthy answer after the PIN was sent; the attempt counts");
-                Err(self.backend_failure(user, e))
+                Err(self.counted_failure(user, e, &counted, now))
             }
         }
     }

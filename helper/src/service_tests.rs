@@ -757,6 +757,15 @@ fn an_answer_lost_after_the_pin_was_sent_keeps_the_attempt_counted() {
             e.message
         );
         assert_eq!(f.status("alice").failed_attempts, i as u32 + 1);
+        // Where the count stands now, as after a wrong PIN: the last one locks.
+        assert_eq!(e.left_before_lock, Some(2 - i as u32), "{}", e.message);
+        assert_eq!(
+            e.message
+                .contains("alice's PIN is now locked after 3 failed tries"),
+            i == 2,
+            "{}",
+            e.message
+        );
     }
     assert_eq!(f.code(f.sign_in(ALICE, "alice", PIN)), ErrorCode::Locked);
     // The TPM counted the two wrong ones itself.
