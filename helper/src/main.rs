@@ -149,7 +149,6 @@ fn run(args: Args) -> Result<()> {
                     "TPM ready"
                 );
                 check_tpm_limits(config.lockout.max_attempts, config.tpm.da_headroom, &da)
-                    .map_err(anyhow::Error::msg)
                     .context("alohad refuses to start")?;
             }
             Ok(None) => {}

@@ -193,24 +193,41 @@ pub fn tpm_pause(da: &DaState, headroom: u32, now: u64) -> Option<Option<u64>> {
 
 /// The per-user limit must stay below the TPM guard, or one user's wrong PINs alone would
 /// pause PIN sign-in for every user: `max_attempts + da_headroom < maxTries`.
-pub fn check_tpm_limits(max_attempts: u32, da_headroom: u32, da: &DaState) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "lockout.max_attempts = {max_attempts} plus tpm.da_headroom = {da_headroom} is not below the \
+     TPM's maxTries = {max_tries}: one user's wrong PINs alone would pause PIN sign-in for every \
+     user. Either {}, or raise the TPM's maxTries (e.g. `tpm2_dictionarylockout -s -n 32`, with \
+     the lockout hierarchy's authorization)",
+    limits_fix(*.max_tries, *.da_headroom)
+)]
+pub struct TpmLimitsError {
+    pub max_attempts: u32,
+    pub da_headroom: u32,
+    pub max_tries: u32,
+}
+
+fn limits_fix(max_tries: u32, da_headroom: u32) -> String {
+    match max_tries.checked_sub(da_headroom.saturating_add(1)) {
+        Some(most) if most > 0 => {
+            format!("lower lockout.max_attempts to at most {most} in aloha.toml")
+        }
+        _ => "lower tpm.da_headroom in aloha.toml".to_string(),
+    }
+}
+
+pub fn check_tpm_limits(
+    max_attempts: u32,
+    da_headroom: u32,
+    da: &DaState,
+) -> Result<(), TpmLimitsError> {
     match max_attempts.checked_add(da_headroom) {
         Some(needed) if needed < da.max_tries => Ok(()),
-        _ => {
-            let fix = match da.max_tries.checked_sub(da_headroom.saturating_add(1)) {
-                Some(most) if most > 0 => {
-                    format!("lower lockout.max_attempts to at most {most} in aloha.toml")
-                }
-                _ => "lower tpm.da_headroom in aloha.toml".to_string(),
-            };
-            Err(format!(
-                "lockout.max_attempts = {max_attempts} plus tpm.da_headroom = {da_headroom} is not \
-                 below the TPM's maxTries = {}: one user's wrong PINs alone would pause PIN sign-in \
-                 for every user. Either {fix}, or raise the TPM's maxTries (e.g. \
-                 `tpm2_dictionarylockout -s -n 32`, with the lockout hierarchy's authorization)",
-                da.max_tries
-            ))
-        }
+        _ => Err(TpmLimitsError {
+            max_attempts,
+            da_headroom,
+            max_tries: da.max_tries,
+        }),
     }
 }
 
@@ -461,38 +478,41 @@ impl Service {
         }
     }
 
-    /// Refuse attempts that could push the TPM into its global lockout.
+    /// Refuse attempts that could push the TPM into its global lockout, and all attempts while
+    /// the limits do not fit the TPM (checked at start too, but the DA state may have been
+    /// unreadable then, and maxTries can change while alohad runs).
     fn tpm_guard(&self, backend: &mut dyn KeyBackend, now: u64) -> Outcome<()> {
         let da = match backend.dictionary_attack_state() {
             Ok(Some(da)) => da,
             Ok(None) => return Ok(()),
             Err(e) => return Err(self.backend_failure("this user", e)),
         };
-        let Some(retry_at) = tpm_pause(&da, self.config.tpm.da_headroom, now) else {
+        let limits = &self.config;
+        if let Err(e) = check_tpm_limits(limits.lockout.max_attempts, limits.tpm.da_headroom, &da) {
+            error!(error = %e, "refusing TPM PIN attempts");
+            return Err(fail(
+                ErrorCode::BackendUnavailable,
+                format!("alohad refuses TPM PIN attempts: {e}. Use your password meanwhile."),
+            ));
+        }
+        let Some(until) = tpm_pause(&da, self.config.tpm.da_headroom, now) else {
             return Ok(());
         };
-        let when = match retry_at {
-            Some(t) => format!(
-                "until about {} ({})",
-                timefmt::utc(t),
-                timefmt::wait(t.saturating_sub(now))
-            ),
-            None => "until an administrator resets the TPM's dictionary-attack counter".into(),
-        };
-        let state = if da.in_lockout {
-            "is in its dictionary-attack lockout"
-        } else {
-            "is close to its dictionary-attack lockout"
+        let pause = TpmPause {
+            in_lockout: da.in_lockout,
+            until,
         };
         let mut f = fail(
             ErrorCode::TpmLockout,
             format!(
-                "The TPM {state} after {} wrong PINs on this machine (limit {}); PIN sign-in pauses \
-                 for every user {when}. Use your password.",
-                da.counter, da.max_tries
+                "The TPM counted {} of {} wrong PINs on this machine: PIN sign-in is paused for \
+                 every user — {}",
+                da.counter,
+                da.max_tries,
+                aloha::lockout::tpm_pause_reason(pause, now)
             ),
         );
-        f.retry_at = retry_at;
+        f.retry_at = until;
         Err(f)
     }
 

@@ -1157,7 +1157,7 @@ fn per_user_limits_must_stay_below_the_tpm_guard() {
     };
     assert!(check_tpm_limits(10, 2, &da(32)).is_ok());
     assert!(check_tpm_limits(29, 2, &da(32)).is_ok());
-    let e = check_tpm_limits(30, 2, &da(32)).unwrap_err();
+    let e = check_tpm_limits(30, 2, &da(32)).unwrap_err().to_string();
     assert!(
         e.contains("lockout.max_attempts = 30")
             && e.contains("tpm.da_headroom = 2")
@@ -1166,12 +1166,42 @@ fn per_user_limits_must_stay_below_the_tpm_guard() {
         "{e}"
     );
     // No overflow, whatever the numbers.
-    let e = check_tpm_limits(u32::MAX, u32::MAX, &da(32)).unwrap_err();
+    let e = check_tpm_limits(u32::MAX, u32::MAX, &da(32))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lower tpm.da_headroom"), "{e}");
     // swtpm's default maxTries of 3 leaves one attempt with headroom 1, none with 2.
     assert!(check_tpm_limits(1, 1, &da(3)).is_ok());
-    let e = check_tpm_limits(1, 2, &da(3)).unwrap_err();
+    let e = check_tpm_limits(1, 2, &da(3)).unwrap_err().to_string();
     assert!(e.contains("lower tpm.da_headroom"), "{e}");
+}
+
+#[test]
+fn a_max_tries_lowered_while_alohad_runs_refuses_tpm_attempts() {
+    let f = fixture_with(Config::default(), true);
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    f.sign_in(ALICE, "alice", PIN).unwrap();
+    // Someone runs `tpm2_dictionarylockout -s -n 8`: the default limits no longer fit below it.
+    lock(&f.da).max_tries = 8;
+    let seen_before = lock(&f.seen).len();
+    let e = f.sign_in(ALICE, "alice", PIN).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BackendUnavailable, "{}", e.message);
+    let want = check_tpm_limits(
+        Config::default().lockout.max_attempts,
+        Config::default().tpm.da_headroom,
+        &lock(&f.da).clone(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.message.contains(&want), "{}", e.message);
+    assert_eq!(f.status("alice").failed_attempts, 0, "nothing was counted");
+    assert_eq!(
+        lock(&f.seen).len(),
+        seen_before,
+        "the PIN never reached the TPM"
+    );
+    lock(&f.da).max_tries = 32;
+    f.sign_in(ALICE, "alice", PIN).unwrap();
 }
 
 #[test]

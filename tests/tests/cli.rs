@@ -463,8 +463,8 @@ fn tpm_lockout_counter_guards_sign_in() {
     assert_eq!(tpm_status(&f)["counter"], 6);
     let refused = verify_nobody(&f, PIN);
     refused.refused(
-        "The TPM is close to its dictionary-attack lockout after 6 wrong PINs on this machine \
-         (limit 8); PIN sign-in pauses for every user until about",
+        "The TPM counted 6 of 8 wrong PINs on this machine: PIN sign-in is paused for every \
+         user — the TPM is close to its dictionary-attack lockout; next attempt in about",
     );
     assert!(refused.stderr.contains("Use your password."), "{refused:?}");
     // A state of its own on the socket, with the time the TPM will have forgotten enough.
@@ -496,7 +496,7 @@ fn tpm_lockout_counter_guards_sign_in() {
     foreign_da_failures(&mut f, 2);
     let t = tpm_status(&f);
     assert_eq!(t["in_lockout"], true, "{t}");
-    verify_nobody(&f, PIN).refused("The TPM is in its dictionary-attack lockout after");
+    verify_nobody(&f, PIN).refused("the TPM is in its dictionary-attack lockout;");
     let failure = sign_in_refusal(&f);
     assert_eq!(
         failure.code,
