@@ -116,6 +116,51 @@ impl Admission {
     }
 }
 
+/// A slot of `uid` held by a client thread. [`ClientSlot::next`] hands on to the next waiting
+/// connection or gives the slot up; if the thread ends any other way (a panic), dropping this
+/// gives the slot up, and the connections waiting for it are told to retry rather than left
+/// without a thread.
+struct ClientSlot {
+    admission: Arc<Mutex<Admission>>,
+    uid: u32,
+    limits: Limits,
+    released: bool,
+}
+
+impl ClientSlot {
+    fn next(&mut self) -> Option<Waiting> {
+        let next = slots(&self.admission).next_or_release(self.uid);
+        self.released = next.is_none();
+        next
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if !self.released {
+            refuse_waiting(&self.admission, self.uid, &self.limits);
+        }
+    }
+}
+
+/// Give up a slot of `uid` that can serve no one, telling each connection waiting for it to
+/// retry (a connection dropped without a word looks like a crashed alohad).
+fn refuse_waiting(admission: &Mutex<Admission>, uid: u32, limits: &Limits) {
+    loop {
+        // The lock is released before the reply is written.
+        let next = slots(admission).next_or_release(uid);
+        let Some((mut stream, _, _)) = next else {
+            return;
+        };
+        refuse(
+            &mut stream,
+            ErrorCode::Busy,
+            "alohad is busy; try again in a moment".into(),
+            limits,
+        );
+    }
+}
+
 /// Nothing panics while holding it; a poisoned count is still the best we have.
 fn slots(a: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
     a.lock().unwrap_or_else(PoisonError::into_inner)
@@ -320,7 +365,14 @@ pub fn serve(
         }
         drop(admission_now);
         let service = service.clone();
-        let for_thread = admission.clone();
+        // The stream goes with the closure; a second handle answers it if no thread starts.
+        let answer_if_unserved = stream.try_clone().ok();
+        let mut slot = ClientSlot {
+            admission: admission.clone(),
+            uid: caller.uid,
+            limits,
+            released: false,
+        };
         let spawned = std::thread::Builder::new()
             .name("alohad-client".into())
             .spawn(move || {
@@ -330,13 +382,20 @@ pub fn serve(
                     if accepted.elapsed() < limits.connection_lifetime {
                         serve_client(stream, caller, accepted, &service, &limits);
                     }
-                    next = slots(&for_thread).next_or_release(caller.uid);
+                    next = slot.next();
                 }
             });
         if let Err(e) = spawned {
-            // The stream went with the closure; the slot (and any waiting line) is given up.
-            while slots(&admission).next_or_release(caller.uid).is_some() {}
+            // The closure, and with it the slot, is dropped: its line was told to retry.
             error!(error = %e, "cannot start a client thread");
+            if let Some(mut stream) = answer_if_unserved {
+                refuse(
+                    &mut stream,
+                    ErrorCode::Busy,
+                    "alohad is busy; try again in a moment".into(),
+                    &limits,
+                );
+            }
         }
     }
     info!("shutting down");
@@ -392,5 +451,59 @@ mod tests {
         assert_eq!(a.admit(1002, &l), Admit::Serve);
         assert!(a.next_or_release(1001).is_none());
         assert_eq!(a.admit(1003, &l), Admit::Serve);
+    }
+
+    fn refusal(peer: &mut UnixStream) -> Failure {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let bytes = frame::read_frame(peer, deadline, MAX_FRAME_LEN).unwrap();
+        match protocol::decode::<Response>(&bytes).unwrap() {
+            Response::Error(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panicking_client_thread_gives_its_slot_up_and_its_line_an_answer() {
+        let mut l = limits();
+        l.max_connections_per_uid = 1;
+        let admission = Arc::new(Mutex::new(Admission::default()));
+        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(slots(&admission).admit(1000, &l), Admit::Wait);
+        let (queued, mut peer) = UnixStream::pair().unwrap();
+        slots(&admission).enqueue((queued, Caller { uid: 1000, pid: 1 }, Instant::now()));
+        let slot = ClientSlot {
+            admission: admission.clone(),
+            uid: 1000,
+            limits: l,
+            released: false,
+        };
+        let r = std::thread::spawn(move || {
+            let _slot = slot;
+            panic!("a bug while serving");
+        })
+        .join();
+        assert!(r.is_err());
+        let f = refusal(&mut peer);
+        assert_eq!(f.code, ErrorCode::Busy, "{}", f.message);
+        // The slot is free again: uid 1000 is served, not queued.
+        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(slots(&admission).active, 1);
+    }
+
+    #[test]
+    fn a_slot_handed_on_normally_is_released_once() {
+        let l = limits();
+        let admission = Arc::new(Mutex::new(Admission::default()));
+        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(slots(&admission).admit(1001, &l), Admit::Serve);
+        let mut slot = ClientSlot {
+            admission: admission.clone(),
+            uid: 1000,
+            limits: l,
+            released: false,
+        };
+        assert!(slot.next().is_none());
+        drop(slot);
+        assert_eq!(slots(&admission).active, 1, "uid 1001's slot is untouched");
     }
 }
