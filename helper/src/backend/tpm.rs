@@ -247,19 +247,27 @@ impl TpmBackend {
     /// Map a tss-esapi error to what the daemon can act on, with a message that says what to do.
     fn tpm_error(&self, step: Step, e: &TssError) -> BackendError {
         let what = describe(e);
+        // tss-esapi's wrapper checks its arguments before anything goes to the TPM: such an
+        // error means the PIN-carrying command was never sent.
+        let sent = step == Step::Authorize && !matches!(e, TssError::WrapperError(_));
         match classify(step, e) {
             Class::AuthFailed => BackendError::AuthFailed,
             Class::Lockout => BackendError::Lockout,
             // The PIN-carrying command went out. TPM error responses carry no HMAC and a lost
             // connection says nothing, so the TPM may well have judged the PIN: whoever can
             // tamper with the bus or restart the TPM must not get free guesses from this.
-            Class::Blob | Class::Down if step == Step::Authorize => {
-                BackendError::Indeterminate(format!(
-                    "the TPM at {} failed while {} ({what}), after the PIN was sent",
-                    self.tcti_text,
-                    step.doing()
-                ))
-            }
+            Class::Blob if sent => BackendError::Indeterminate(format!(
+                "the TPM at {} rejected the key while {} ({what}), after the PIN was sent; if \
+                 this repeats, the key is damaged or belongs to another TPM: set a new PIN with \
+                 `aloha pin reset`",
+                self.tcti_text,
+                step.doing()
+            )),
+            Class::Down if sent => BackendError::Indeterminate(format!(
+                "the TPM at {} failed while {} ({what}), after the PIN was sent",
+                self.tcti_text,
+                step.doing()
+            )),
             Class::Blob => BackendError::BadBlob(format!(
                 "the TPM rejected it while {} ({what}): it is damaged, or was made by another TPM or \
                  before this TPM was cleared. Reset the PIN with the account password to create a new key",
@@ -1032,6 +1040,21 @@ mod tests {
             BackendError::Unavailable(_)
         ));
         assert!(matches!(e(Step::Load, 0x1DF), BackendError::BadBlob(_)));
+        // A format-one error while using the key still counts, and says what fixes it for good.
+        let BackendError::Indeterminate(m) = e(Step::Authorize, 0x1C4) else {
+            panic!()
+        };
+        assert!(m.contains("`aloha pin reset`"), "{m}");
+        // tss-esapi refusing its own arguments: nothing reached the TPM, nothing counts.
+        let wrapper = |kind| backend.tpm_error(Step::Authorize, &TssError::WrapperError(kind));
+        assert!(matches!(
+            wrapper(WrapperErrorKind::InvalidParam),
+            BackendError::BadBlob(_)
+        ));
+        assert!(matches!(
+            wrapper(WrapperErrorKind::InternalError),
+            BackendError::Unavailable(_)
+        ));
     }
 
     #[test]
