@@ -728,7 +728,7 @@ impl Net {
 
     /// Forces the portable kernels (tests).
     pub fn set_portable(&mut self) {
-        self.isa = Isa::Portable;
+        self.isa = Isa::PORTABLE;
     }
 
     /// Runs the network on a `h × w` single-channel input.

@@ -17,16 +17,24 @@ pub const NR: usize = 16;
 /// Most rows per block.
 pub const MR: usize = 6;
 
-/// Which kernel runs.
+/// Which kernel runs. The AVX2 variant can only come from [`Isa::detect`] (the field is
+/// private), so safe code cannot ask for AVX2 on a CPU without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
+pub struct Isa(Kernel);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
     /// Portable Rust (any CPU).
     Portable,
     /// x86-64 AVX2 + FMA.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2Fma,
 }
 
 impl Isa {
+    /// The portable kernel (any CPU).
+    pub const PORTABLE: Isa = Isa(Kernel::Portable);
+
     /// The best kernel this CPU supports.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
@@ -34,10 +42,18 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                return Isa::Avx2Fma;
+                return Isa(Kernel::Avx2Fma);
             }
         }
-        Isa::Portable
+        Self::PORTABLE
+    }
+
+    /// Kernel name, for reports ("avx2+fma" or "portable").
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Kernel::Portable => "portable",
+            Kernel::Avx2Fma => "avx2+fma",
+        }
     }
 }
 
@@ -136,12 +152,12 @@ pub unsafe fn block_unchecked(
     bias: &[f32],
     out: &mut [f32],
 ) {
-    match isa {
+    match isa.0 {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            // SAFETY: the caller guarantees the bounds (`check`); `Isa::Avx2Fma` is only
-            // constructed by `detect` after the CPU reported avx2 and fma, or by tests that
-            // checked the same.
+        Kernel::Avx2Fma => {
+            // SAFETY: the caller guarantees the bounds (`check`); `Kernel::Avx2Fma` is private
+            // to this module and only constructed by `Isa::detect` after the CPU reported
+            // avx2 and fma.
             unsafe { avx2::dispatch(g, a, b, bias, out) }
         }
         _ => portable(g, a, b, bias, out),
@@ -298,8 +314,8 @@ mod tests {
                     want[i * NR + j] = if g.relu { v.max(0.0) } else { v };
                 }
             }
-            let mut isas = vec![Isa::Portable];
-            if Isa::detect() != Isa::Portable {
+            let mut isas = vec![Isa::PORTABLE];
+            if Isa::detect() != Isa::PORTABLE {
                 isas.push(Isa::detect());
             }
             for isa in isas {
@@ -325,6 +341,6 @@ mod tests {
             o_rows: &[0],
             relu: false,
         };
-        assert!(block(Isa::Portable, &g, &a, &b, &bias, &mut out).is_err());
+        assert!(block(Isa::PORTABLE, &g, &a, &b, &bias, &mut out).is_err());
     }
 }
