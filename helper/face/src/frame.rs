@@ -11,7 +11,24 @@ pub enum Pixels<'a> {
     /// 8 bits per pixel (V4L2 `GREY`/`Y8`).
     Gray8(Cow<'a, [u8]>),
     /// 16 bits per pixel (V4L2 `Y16`; often 10 or 12 significant bits).
-    Gray16(Cow<'a, [u16]>),
+    Gray16 {
+        /// The samples.
+        data: Cow<'a, [u16]>,
+        /// Significant bits per sample (8–16), a property of the camera format: white is
+        /// `2^bits − 1`.
+        bits: u8,
+    },
+}
+
+/// Why image bytes cannot become a [`Frame`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The decoder refused the bytes.
+    #[error("{0}")]
+    Image(#[from] image::ImageError),
+    /// The image's size is not accepted as a frame.
+    #[error("{0}")]
+    Frame(String),
 }
 
 /// A grayscale camera frame.
@@ -57,14 +74,26 @@ impl<'a> Frame<'a> {
         })
     }
 
-    /// A 16-bit frame over `data` (`width × height` samples).
-    pub fn gray16(width: usize, height: usize, data: impl Into<Cow<'a, [u16]>>) -> Result<Self> {
+    /// A 16-bit frame over `data` (`width × height` samples) with `bits` significant bits
+    /// per sample (8–16; e.g. 10 for a 10-bit sensor delivering V4L2 `Y10` or `Y16`). The
+    /// bit depth comes from the format, never from the pixels, so a dark frame stays dark.
+    pub fn gray16(
+        width: usize,
+        height: usize,
+        bits: u8,
+        data: impl Into<Cow<'a, [u16]>>,
+    ) -> Result<Self> {
         let data = data.into();
         check_size(width, height, data.len())?;
+        if !(8..=16).contains(&bits) {
+            return Err(FaceError::InvalidFrame(format!(
+                "a 16-bit frame must have 8 to 16 significant bits per sample, got {bits}"
+            )));
+        }
         Ok(Self {
             width,
             height,
-            pixels: Pixels::Gray16(data),
+            pixels: Pixels::Gray16 { data, bits },
         })
     }
 
@@ -87,7 +116,10 @@ impl<'a> Frame<'a> {
     pub fn into_owned(self) -> Frame<'static> {
         let pixels = match self.pixels {
             Pixels::Gray8(d) => Pixels::Gray8(Cow::Owned(d.into_owned())),
-            Pixels::Gray16(d) => Pixels::Gray16(Cow::Owned(d.into_owned())),
+            Pixels::Gray16 { data, bits } => Pixels::Gray16 {
+                data: Cow::Owned(data.into_owned()),
+                bits,
+            },
         };
         Frame {
             width: self.width,
@@ -96,17 +128,15 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// The frame as 8-bit gray. 16-bit frames are shifted down by their effective bit depth
-    /// (the smallest n ≥ 8 with every sample < 2ⁿ), so a 10-bit sensor's brightness keeps its
-    /// meaning for the exposure gates.
+    /// The frame as 8-bit gray. 16-bit frames are shifted down by their format's significant
+    /// bits, so a 10-bit sensor's brightness keeps its meaning for the exposure gates; samples
+    /// above the declared white saturate at 255.
     pub fn to_gray8(&self) -> Cow<'_, [u8]> {
         match &self.pixels {
             Pixels::Gray8(d) => Cow::Borrowed(d.as_ref()),
-            Pixels::Gray16(d) => {
-                let max = d.iter().copied().max().unwrap_or(0);
-                let bits = (16 - max.leading_zeros()).max(8);
-                let shift = bits - 8;
-                Cow::Owned(d.iter().map(|&v| (v >> shift) as u8).collect())
+            Pixels::Gray16 { data, bits } => {
+                let shift = u32::from(*bits).saturating_sub(8);
+                Cow::Owned(data.iter().map(|&v| (v >> shift).min(255) as u8).collect())
             }
         }
     }
@@ -118,36 +148,36 @@ impl<'a> Frame<'a> {
             path: path.into(),
             source,
         })?;
-        Self::decode(&bytes).map_err(|why| FaceError::Image {
+        Self::decode(&bytes).map_err(|e| FaceError::Image {
             path: path.into(),
-            why,
+            why: e.to_string(),
         })
     }
 
-    /// Decodes an image file's bytes (see [`Frame::load`]).
-    pub fn decode(bytes: &[u8]) -> std::result::Result<Frame<'static>, String> {
-        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    /// Decodes an image file's bytes (see [`Frame::load`]). 16-bit files use the full 16
+    /// bits (PNG and PGM scale their samples to 16 bits).
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Frame<'static>, DecodeError> {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|e| e.to_string())?;
-        let mut reader = reader;
+            .map_err(|e| DecodeError::Image(e.into()))?;
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_SIDE as u32);
         limits.max_image_height = Some(MAX_SIDE as u32);
         limits.max_alloc = Some(1 << 30);
         reader.limits(limits);
-        let img = reader.decode().map_err(|e| e.to_string())?;
+        let img = reader.decode()?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let frame = match img {
             image::DynamicImage::ImageLuma8(g) => Frame::gray8(w, h, g.into_raw()),
-            image::DynamicImage::ImageLuma16(g) => Frame::gray16(w, h, g.into_raw()),
+            image::DynamicImage::ImageLuma16(g) => Frame::gray16(w, h, 16, g.into_raw()),
             image::DynamicImage::ImageLumaA16(_)
             | image::DynamicImage::ImageRgb16(_)
             | image::DynamicImage::ImageRgba16(_) => {
-                Frame::gray16(w, h, img.into_luma16().into_raw())
+                Frame::gray16(w, h, 16, img.into_luma16().into_raw())
             }
             other => Frame::gray8(w, h, other.into_luma8().into_raw()),
         };
-        frame.map_err(|e| e.to_string())
+        frame.map_err(|e| DecodeError::Frame(e.to_string()))
     }
 }
 
@@ -263,7 +293,9 @@ mod tests {
     fn wrong_sizes_are_errors() {
         assert!(Frame::gray8(0, 0, vec![]).is_err());
         assert!(Frame::gray8(4, 4, vec![0u8; 15]).is_err());
-        assert!(Frame::gray16(2, 2, vec![0u16; 5]).is_err());
+        assert!(Frame::gray16(2, 2, 10, vec![0u16; 5]).is_err());
+        assert!(Frame::gray16(2, 2, 7, vec![0u16; 4]).is_err());
+        assert!(Frame::gray16(2, 2, 17, vec![0u16; 4]).is_err());
         assert!(Frame::gray8(MAX_SIDE + 1, 1, vec![0u8; MAX_SIDE + 1]).is_err());
         let f = Frame::gray8(2, 2, &[1u8, 2, 3, 4][..]).unwrap();
         assert_eq!(f.to_gray8().as_ref(), &[1, 2, 3, 4]);
@@ -272,11 +304,17 @@ mod tests {
     #[test]
     fn sixteen_bit_keeps_brightness_meaning() {
         // A 10-bit sensor: 1023 is white, 512 mid-gray.
-        let f = Frame::gray16(3, 1, vec![0u16, 512, 1023]).unwrap();
+        let f = Frame::gray16(3, 1, 10, vec![0u16, 512, 1023]).unwrap();
         assert_eq!(f.to_gray8().as_ref(), &[0, 128, 255]);
-        // Values below 256 stay as they are.
-        let f = Frame::gray16(2, 1, vec![7u16, 200]).unwrap();
-        assert_eq!(f.to_gray8().as_ref(), &[7, 200]);
+        // A dark 10-bit frame stays dark: the depth comes from the format, not the pixels
+        // (its brightest sample 200 must not become white).
+        let f = Frame::gray16(2, 1, 10, vec![7u16, 200]).unwrap();
+        assert_eq!(f.to_gray8().as_ref(), &[1, 50]);
+        // 16 significant bits; samples above a 12-bit white saturate.
+        let f = Frame::gray16(2, 1, 16, vec![0x1234u16, 0xffff]).unwrap();
+        assert_eq!(f.to_gray8().as_ref(), &[0x12, 0xff]);
+        let f = Frame::gray16(1, 1, 12, vec![0xffffu16]).unwrap();
+        assert_eq!(f.to_gray8().as_ref(), &[255]);
     }
 
     #[test]
@@ -293,7 +331,10 @@ mod tests {
         assert_eq!(f.to_gray8().as_ref(), &[0x10, 0x20]);
         let f = Frame::decode(b"P5 1 1 65535 \x12\x34").unwrap();
         match f.pixels() {
-            Pixels::Gray16(d) => assert_eq!(d.as_ref(), &[0x1234]),
+            Pixels::Gray16 { data, bits } => {
+                assert_eq!(data.as_ref(), &[0x1234]);
+                assert_eq!(*bits, 16);
+            }
             Pixels::Gray8(_) => panic!("16-bit PGM decoded as 8-bit"),
         }
     }

@@ -99,3 +99,59 @@ fn two_faces_side_by_side_are_ambiguous_one_small_one_is_not() {
     }
     assert_eq!(kind(&e, w, h, small), Ok(()));
 }
+
+#[test]
+fn dark_ten_bit_frame_is_too_dark() {
+    let e = engine();
+    let (w, h, px) = gray("obama");
+    let ten = |scale: f32| -> Vec<u16> {
+        px.iter()
+            .map(|&v| ((f32::from(v) * scale) as u16) << 2)
+            .collect()
+    };
+    // Well exposed at 10 bits: accepted.
+    let ok = Frame::gray16(w, h, 10, ten(1.0)).unwrap();
+    assert!(e.analyze(&ok).is_ok());
+    // The dark frame's brightest sample is far below 1023; a depth guessed from the pixels
+    // (8 bits) would make it look 4× brighter and pass the gate.
+    let dark = ten(0.15);
+    assert!(dark.iter().all(|&v| v < 256));
+    let r = e
+        .analyze(&Frame::gray16(w, h, 10, dark).unwrap())
+        .expect_err("a dark 10-bit frame must be rejected");
+    assert_eq!(r.kind, RejectKind::TooDark, "{r}");
+}
+
+#[test]
+fn face_too_small_gate() {
+    let e = engine();
+    let (w, h, px) = gray("obama");
+    let a = e.analyze(&Frame::gray8(w, h, px.clone()).unwrap()).unwrap();
+    let full = a.quality.eye_distance;
+    // Downscale the whole frame by an integer box filter so the eyes end up ~14 px apart
+    // (gate: 20 px). The frame shrinks with the face: in a large canvas BlazeFace (128×128
+    // input) would no longer find a face that small, and the frame would be `no_face`.
+    let s = (full / 14.0).ceil().max(2.0) as usize;
+    let (sw, sh) = (w / s, h / s);
+    let mut small = vec![0u8; sw * sh];
+    for y in 0..sh {
+        for x in 0..sw {
+            let mut sum = 0u32;
+            for dy in 0..s {
+                for dx in 0..s {
+                    sum += u32::from(px[(y * s + dy) * w + x * s + dx]);
+                }
+            }
+            small[y * sw + x] = (sum / (s * s) as u32) as u8;
+        }
+    }
+    let r = e
+        .analyze(&Frame::gray8(sw, sh, small).unwrap())
+        .expect_err("a face this small must be rejected");
+    assert_eq!(
+        r.kind,
+        RejectKind::FaceTooSmall,
+        "{r} (full size: {full:.0} px, scale 1/{s})"
+    );
+    assert!(r.reason.contains("come closer"), "{}", r.reason);
+}

@@ -91,8 +91,8 @@ fn network_on_dlib_chips_matches_dlib_within_1e4() {
         let want = oracle(name).descriptor;
         let worst = max_abs_diff(&got, &want);
         println!(
-            "{name}: max |Δ| = {worst:.2e} ({:?} kernel)",
-            engine().resnet().net().isa()
+            "{name}: max |Δ| = {worst:.2e} ({} kernel)",
+            engine().resnet().net().isa().name()
         );
         assert!(
             worst <= 1e-4,
@@ -293,6 +293,7 @@ fn bad_frames_are_rejects_not_panics() {
         Frame::gray16(
             64,
             48,
+            12,
             (0..64 * 48)
                 .map(|i| ((i * 7919) % 4096) as u16)
                 .collect::<Vec<_>>(),
@@ -308,6 +309,7 @@ fn bad_frames_are_rejects_not_panics() {
     let f16 = Frame::gray16(
         f8.width(),
         f8.height(),
+        10,
         g.iter().map(|&v| u16::from(v) << 2).collect::<Vec<_>>(),
     )
     .unwrap();

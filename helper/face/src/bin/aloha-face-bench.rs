@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     let the_chip = chip::extract_chip(&img, &details, CHIP_SIZE);
 
     let wide: Vec<u16> = gray.iter().map(|&v| u16::from(v) << 2).collect();
-    let frame16 = Frame::gray16(frame.width(), frame.height(), wide)?;
+    let frame16 = Frame::gray16(frame.width(), frame.height(), 10, wide)?;
 
     let mut rows = Vec::new();
     rows.push((
@@ -138,9 +138,9 @@ fn main() -> Result<()> {
     let descriptor = time(n, || engine.resnet().describe_gray(&the_chip).map(|d| d[0]));
     let gflops = 2.0 * net.macs() as f64 / (descriptor.0 * 1e-3) / 1e9;
     println!(
-        "descriptor network: {:.3} G multiply-adds per chip, {gflops:.1} GFLOP/s at the median ({:?} kernel)",
+        "descriptor network: {:.3} G multiply-adds per chip, {gflops:.1} GFLOP/s at the median ({} kernel)",
         net.macs() as f64 / 1e9,
-        net.isa()
+        net.isa().name()
     );
     rows.push(("descriptor (dlib ResNet, own executor)", descriptor));
     rows.push((
