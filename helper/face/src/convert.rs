@@ -316,13 +316,24 @@ pub fn resnet_to_onnx(m: &ResnetModel) -> Vec<u8> {
     model.encode_to_vec()
 }
 
+/// Why an ONNX file cannot be fixed up.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    /// The bytes are not an ONNX protobuf.
+    #[error("not an ONNX model: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// The model has no graph.
+    #[error("ONNX model has no graph")]
+    NoGraph,
+}
+
 /// Gives every `ConstantOfShape` node without a `value` attribute an explicit `f32` zero
 /// (tract would otherwise infer `f64` and fail to load BlazeFace). Returns the fixed bytes
 /// and the number of nodes changed.
-pub fn fix_constant_of_shape(onnx: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut model = pb::ModelProto::decode(onnx).map_err(|e| format!("not an ONNX model: {e}"))?;
+pub fn fix_constant_of_shape(onnx: &[u8]) -> Result<(Vec<u8>, usize), OnnxError> {
+    let mut model = pb::ModelProto::decode(onnx)?;
     let Some(graph) = model.graph.as_mut() else {
-        return Err("ONNX model has no graph".into());
+        return Err(OnnxError::NoGraph);
     };
     let mut fixed = 0;
     for node in &mut graph.node {
@@ -342,4 +353,22 @@ pub fn fix_constant_of_shape(onnx: &[u8]) -> Result<(Vec<u8>, usize), String> {
         }
     }
     Ok((model.encode_to_vec(), fixed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_graphless_models_are_typed_errors() {
+        assert!(matches!(
+            fix_constant_of_shape(&[0xff; 7]),
+            Err(OnnxError::Decode(_))
+        ));
+        let empty = pb::ModelProto::default().encode_to_vec();
+        assert!(matches!(
+            fix_constant_of_shape(&empty),
+            Err(OnnxError::NoGraph)
+        ));
+    }
 }

@@ -9,18 +9,13 @@
 //! `affine_`, …). See `docs/face-engine.md`.
 
 /// A parse failure: what was expected and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {offset}: {what}")]
 pub struct DatError {
     /// Byte offset in the file.
     pub offset: usize,
     /// What went wrong.
     pub what: String,
-}
-
-impl std::fmt::Display for DatError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at byte {}: {}", self.offset, self.what)
-    }
 }
 
 type R<T> = std::result::Result<T, DatError>;
