@@ -36,6 +36,11 @@ pub struct FaceConfig {
     pub match_frames: usize,
     /// Window of good frames considered (K). Default `3`.
     pub window_frames: usize,
+    /// Most good frames one sign-in attempt compares (T ≥ K); later frames are refused and
+    /// the attempt ends without a match. The false-accept bound counts all T frames, so a
+    /// larger T tightens the threshold. Default `10` (about half a second of a 30 fps camera
+    /// when every frame is good).
+    pub max_attempt_frames: usize,
     /// Fitted impostor-tail model the thresholds come from (see `docs/face-accuracy.md`).
     pub threshold_model: ThresholdModel,
 }
@@ -83,6 +88,7 @@ impl Default for FaceConfig {
             detector_threshold: 0.5,
             match_frames: 2,
             window_frames: 3,
+            max_attempt_frames: 10,
             threshold_model: ThresholdModel::default(),
         }
     }
@@ -122,6 +128,12 @@ impl FaceConfig {
                 self.match_frames, self.window_frames
             ));
         }
+        if self.max_attempt_frames < self.window_frames || self.max_attempt_frames > 10_000 {
+            return bad(format!(
+                "face.max_attempt_frames = {} must be between face.window_frames = {} and 10000",
+                self.max_attempt_frames, self.window_frames
+            ));
+        }
         let t = &self.threshold_model;
         if !(t.slope > 0.0 && t.max_threshold > 0.0 && t.intercept.is_finite()) {
             return bad("face.threshold_model needs a positive slope and max_threshold".into());
@@ -145,5 +157,8 @@ mod tests {
         assert!(c.validate().is_err());
         let c: FaceConfig = serde_json::from_str(r#"{"target_far": 0}"#).unwrap();
         assert!(c.validate().is_err());
+        let c: FaceConfig = serde_json::from_str(r#"{"max_attempt_frames": 2}"#).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("face.max_attempt_frames"), "{e}");
     }
 }

@@ -3,17 +3,21 @@
 //!
 //! # How the threshold is chosen
 //! The device-wide false-accept rate per sign-in attempt must stay at or below `target_far`
-//! with `N` enrolled users (an impostor may be any of them). An attempt compares each of the
-//! last `K` good frames with each of the user's `P` profiles (its centroid) and accepts when
-//! `M` frames match. Whatever the correlation between frames, the number of matching frames
-//! has expectation `K·p` (p = per-comparison FAR against the best of `P` profiles, at most
-//! `P·f` for per-profile FAR `f`), so by Markov's inequality P(≥ M matches) ≤ `K·P·f / M`.
-//! Hence the per-comparison target
+//! with `N` enrolled users (an impostor may be any of them). An attempt compares at most `T`
+//! good frames (`max_frames`; the decider refuses more) with each of the user's `R` enrolled
+//! descriptors (all profiles together; a frame's score is the smallest distance) and accepts
+//! once `M` frames of the last `K` match. A frame matches an impostor with probability at most
+//! `R·f` (union bound over the references, `f` = FAR of one descriptor-to-descriptor
+//! comparison), so the number of matching frames in the whole attempt has expectation at most
+//! `T·R·f` whatever the correlation between frames, and acceptance needs at least `M` of them:
+//! by Markov's inequality P(accept) ≤ `T·R·f / M`. Hence the per-comparison target
 //!
-//! `f = target_far · M / (N · K · P)`
+//! `f = target_far · M / (N · T · R)`
 //!
 //! and the threshold is the distance at which a fraction `f` of impostor comparisons fall,
-//! from the fitted impostor tail ([`ThresholdModel`]), capped at `max_threshold`.
+//! from the impostor tail fitted on 1-image comparisons ([`ThresholdModel`]), capped at
+//! `max_threshold`. `K` does not enter: the bound must hold over the whole attempt, not one
+//! window.
 
 use crate::config::{FaceConfig, ThresholdModel};
 use crate::engine::{Analysis, Reject, RejectKind};
@@ -113,6 +117,8 @@ pub struct DeciderConfig {
     pub match_frames: usize,
     /// K.
     pub window_frames: usize,
+    /// T: most good frames compared in one attempt (the FAR bound counts them all).
+    pub max_frames: usize,
     /// Impostor tail.
     pub model: ThresholdModel,
 }
@@ -125,21 +131,27 @@ impl DeciderConfig {
             enrolled_users: enrolled_users.max(1),
             match_frames: c.match_frames.max(1),
             window_frames: c.window_frames.max(c.match_frames).max(1),
+            max_frames: c
+                .max_attempt_frames
+                .max(c.window_frames)
+                .max(c.match_frames)
+                .max(1),
             model: c.threshold_model,
         }
     }
 
-    /// Per-comparison FAR for a user with `profiles` profiles (see the module docs).
-    pub fn per_comparison_far(&self, profiles: usize) -> f64 {
+    /// Per-comparison FAR for a user with `references` enrolled descriptors over all
+    /// profiles (see the module docs).
+    pub fn per_comparison_far(&self, references: usize) -> f64 {
         self.target_far * self.match_frames as f64
             / (self.enrolled_users.max(1) as f64
-                * self.window_frames as f64
-                * profiles.max(1) as f64)
+                * self.max_frames.max(1) as f64
+                * references.max(1) as f64)
     }
 
-    /// The distance threshold for a user with `profiles` profiles.
-    pub fn threshold(&self, profiles: usize) -> f64 {
-        threshold_at(&self.model, self.per_comparison_far(profiles))
+    /// The distance threshold for a user with `references` enrolled descriptors.
+    pub fn threshold(&self, references: usize) -> f64 {
+        threshold_at(&self.model, self.per_comparison_far(references))
     }
 }
 
@@ -159,6 +171,11 @@ pub enum RejectReason {
         /// M.
         needed: usize,
     },
+    /// The attempt already compared T frames; the frame was not compared.
+    FrameLimit {
+        /// T.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for RejectReason {
@@ -170,6 +187,10 @@ impl std::fmt::Display for RejectReason {
             Self::NeedMoreFrames { matched, needed } => {
                 write!(f, "{matched} of {needed} matching frames so far")
             }
+            Self::FrameLimit { limit } => write!(
+                f,
+                "no match within the {limit} frames one attempt may compare: start a new sign-in attempt"
+            ),
         }
     }
 }
@@ -194,6 +215,7 @@ pub struct Decision {
 pub struct Decider {
     config: DeciderConfig,
     window: VecDeque<bool>,
+    compared: usize,
 }
 
 impl Decider {
@@ -202,12 +224,18 @@ impl Decider {
         Self {
             config,
             window: VecDeque::new(),
+            compared: 0,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &DeciderConfig {
         &self.config
+    }
+
+    /// Good frames compared so far in this attempt.
+    pub fn compared(&self) -> usize {
+        self.compared
     }
 
     /// Feeds the engine's result for the next frame.
@@ -217,21 +245,23 @@ impl Decider {
                 profiles
                     .best_match(&a.descriptor)
                     .map(|(d, l)| (f64::from(d), l.to_string())),
-                profiles.profiles.len(),
+                profiles.references(),
             ),
             Err(r) => Decision {
                 accepted: false,
                 score: f64::NAN,
-                threshold: self.config.threshold(profiles.profiles.len()),
+                threshold: self.config.threshold(profiles.references()),
                 profile: None,
                 reason: Some(RejectReason::BadFrame(r.kind, r.reason.clone())),
             },
         }
     }
 
-    /// Feeds a precomputed best distance (and its profile label) of a good frame.
-    pub fn push_score(&mut self, best: Option<(f64, String)>, profiles: usize) -> Decision {
-        let threshold = self.config.threshold(profiles);
+    /// Feeds a precomputed best distance (and its profile label) of a good frame, for a user
+    /// with `references` enrolled descriptors. Past `max_frames` compared frames the frame is
+    /// refused without comparing it (start a new attempt).
+    pub fn push_score(&mut self, best: Option<(f64, String)>, references: usize) -> Decision {
+        let threshold = self.config.threshold(references);
         let Some((score, label)) = best else {
             return Decision {
                 accepted: false,
@@ -241,6 +271,18 @@ impl Decider {
                 reason: Some(RejectReason::NoProfile),
             };
         };
+        if self.compared >= self.config.max_frames {
+            return Decision {
+                accepted: false,
+                score: f64::NAN,
+                threshold,
+                profile: None,
+                reason: Some(RejectReason::FrameLimit {
+                    limit: self.config.max_frames,
+                }),
+            };
+        }
+        self.compared += 1;
         let matched = score <= threshold;
         self.window.push_back(matched);
         while self.window.len() > self.config.window_frames {
@@ -278,6 +320,7 @@ mod tests {
             enrolled_users: n,
             match_frames: m,
             window_frames: k,
+            max_frames: 10,
             model: ThresholdModel {
                 intercept: 0.8,
                 slope: 0.08,
@@ -302,8 +345,16 @@ mod tests {
         let hundred = cfg(100, 2, 3).threshold(1);
         assert!(one > ten && ten > hundred, "{one} {ten} {hundred}");
         assert!(cfg(1, 2, 3).threshold(4) < one);
-        // Exactly target·M/(N·K·P).
-        assert!((cfg(10, 2, 4).per_comparison_far(5) - 1e-5 * 2.0 / 200.0).abs() < 1e-18);
+        // Exactly target·M/(N·T·R): the attempt's frame cap T, not the window K.
+        assert!((cfg(10, 2, 4).per_comparison_far(5) - 1e-5 * 2.0 / 500.0).abs() < 1e-18);
+        let longer = DeciderConfig {
+            max_frames: 20,
+            ..cfg(1, 2, 3)
+        };
+        assert!(
+            longer.threshold(1) < one,
+            "more frames per attempt must tighten"
+        );
         // The cap applies when the target is lax.
         let lax = DeciderConfig {
             target_far: 0.5,
@@ -338,5 +389,52 @@ mod tests {
         assert!(r.accepted && r.reason.is_none());
         assert_eq!(r.threshold, t);
         assert_eq!(d.push_score(None, 0).reason, Some(RejectReason::NoProfile));
+    }
+
+    #[test]
+    fn frames_past_the_attempt_cap_are_refused() {
+        let c = DeciderConfig {
+            max_frames: 4,
+            ..cfg(1, 2, 3)
+        };
+        let t = c.threshold(1);
+        let mut d = Decider::new(c);
+        let bad = || Some((t + 0.01, "default".to_string()));
+        let good = || Some((t - 0.01, "default".to_string()));
+        for _ in 0..4 {
+            assert_eq!(d.push_score(bad(), 1).reason, Some(RejectReason::NoMatch));
+        }
+        assert_eq!(d.compared(), 4);
+        // Two matching frames now would satisfy M of K, but the attempt has used its T frames.
+        for _ in 0..2 {
+            let r = d.push_score(good(), 1);
+            assert!(!r.accepted && r.score.is_nan(), "{r:?}");
+            assert_eq!(r.reason, Some(RejectReason::FrameLimit { limit: 4 }));
+            assert!(
+                r.reason
+                    .unwrap()
+                    .to_string()
+                    .contains("new sign-in attempt")
+            );
+        }
+        assert_eq!(d.compared(), 4);
+        // A new attempt starts afresh.
+        let mut d = Decider::new(c);
+        d.push_score(good(), 1);
+        assert!(d.push_score(good(), 1).accepted);
+    }
+
+    #[test]
+    fn from_face_keeps_the_cap_at_least_the_window() {
+        let f = FaceConfig {
+            max_attempt_frames: 1,
+            ..FaceConfig::default()
+        };
+        let c = DeciderConfig::from_face(&f, 1);
+        assert_eq!(c.max_frames, f.window_frames);
+        assert_eq!(
+            DeciderConfig::from_face(&FaceConfig::default(), 1).max_frames,
+            FaceConfig::default().max_attempt_frames
+        );
     }
 }

@@ -59,7 +59,8 @@ pub struct Scores {
 }
 
 /// The seed's protocol: per identity with at least `enrol + verify` good images, `enrol`
-/// random images form the reference (their mean), `verify` other images are genuine
+/// random images are enrolled (scored like a profile: the smallest distance to any of
+/// them), `verify` other images are genuine
 /// attempts, and every good image of every other identity is an impostor attempt; repeated
 /// for each seed.
 pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) -> Scores {
@@ -84,14 +85,23 @@ pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) 
             rng.shuffle(&mut order);
             let mut refs: Vec<usize> = order[..enrol].to_vec();
             refs.sort_unstable();
-            let Some(centroid) =
-                Descriptor::mean(refs.iter().filter_map(|&i| samples[i].descriptor.as_ref()))
-            else {
-                continue;
+            let enrolled: Vec<&Descriptor> = refs
+                .iter()
+                .filter_map(|&i| samples[i].descriptor.as_ref())
+                .collect();
+            // As a profile compares: the smallest distance to any enrolled descriptor.
+            let score = |d: &Descriptor| {
+                enrolled
+                    .iter()
+                    .map(|e| f64::from(e.distance(d)))
+                    .fold(f64::INFINITY, f64::min)
             };
+            if enrolled.is_empty() {
+                continue;
+            }
             for &p in &order[enrol..enrol + verify] {
                 if let Some(d) = &samples[p].descriptor {
-                    out.genuine.push(f64::from(centroid.distance(d)));
+                    out.genuine.push(score(d));
                     uniq_gen.insert((refs.clone(), p));
                 }
             }
@@ -101,7 +111,7 @@ pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) 
                 }
                 for &p in oimgs {
                     if let Some(d) = &samples[p].descriptor {
-                        out.impostor.push(f64::from(centroid.distance(d)));
+                        out.impostor.push(score(d));
                         if enrol == 1 {
                             // Symmetric: (a, b) and (b, a) are the same image pair.
                             let (a, b) = (refs[0].min(p), refs[0].max(p));
@@ -384,6 +394,14 @@ mod tests {
         assert!(matches!(tpr_at_far(&s, 1e-3), AtFar::NotMeasurable { .. }));
         let k = protocol(&v, 2, 2, &[1]);
         assert_eq!(k.genuine.len(), 3 * 2);
+        // K-image enrolment scores like a profile: the nearest enrolled image (images 0.1
+        // apart, so a probe is within 0.2 of one of two others; their mean can be 0.25 away).
+        let k = protocol(&v, 2, 2, &(1..=20).collect::<Vec<_>>());
+        assert!(
+            k.genuine.iter().all(|&d| d <= 0.2 + 1e-6),
+            "{:?}",
+            k.genuine
+        );
     }
 
     #[test]

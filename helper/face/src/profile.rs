@@ -15,9 +15,22 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 const MAGIC: &[u8; 8] = b"ALOHAFP\0";
 /// Current sealed-profile format version.
 pub const FORMAT_VERSION: u16 = 1;
-/// Most profiles per user and descriptors per profile accepted when opening.
-const MAX_PROFILES: usize = 64;
-const MAX_DESCRIPTORS: usize = 256;
+/// Most profiles per user and descriptors per profile; `seal` refuses more, `open` too.
+pub const MAX_PROFILES: usize = 64;
+/// Most descriptors per profile (see [`MAX_PROFILES`]).
+pub const MAX_DESCRIPTORS: usize = 256;
+/// Longest profile label in bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+fn check_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
+        return Err(FaceError::Profile(format!(
+            "a profile label must be 1–{MAX_LABEL_BYTES} bytes of printable characters, got {:?}",
+            label.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
 
 /// A 128-D face descriptor. Zeroized on drop and never printed.
 #[derive(Clone, PartialEq, Zeroize, ZeroizeOnDrop)]
@@ -38,27 +51,6 @@ impl Descriptor {
             .map(|(a, b)| (a - b) * (a - b))
             .sum::<f32>()
             .sqrt()
-    }
-
-    /// The mean of several descriptors.
-    pub fn mean<'a>(ds: impl IntoIterator<Item = &'a Descriptor>) -> Option<Descriptor> {
-        let mut acc = [0f64; DESCRIPTOR_LEN];
-        let mut n = 0usize;
-        for d in ds {
-            for (a, v) in acc.iter_mut().zip(&d.0) {
-                *a += f64::from(*v);
-            }
-            n += 1;
-        }
-        if n == 0 {
-            return None;
-        }
-        let mut out = [0f32; DESCRIPTOR_LEN];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            *o = (*a / n as f64) as f32;
-        }
-        acc.zeroize();
-        Some(Descriptor(out))
     }
 }
 
@@ -120,11 +112,7 @@ impl Profile {
     /// Builds a profile from good frames: keeps up to `max_frames` of them, chosen greedily
     /// to spread over head poses, and requires some pose diversity.
     pub fn enrol(label: &str, frames: &[Analysis], s: &EnrolSettings) -> Result<Self> {
-        if label.is_empty() || label.len() > 64 || label.chars().any(char::is_control) {
-            return Err(FaceError::Profile(
-                "a profile label must be 1–64 printable characters".into(),
-            ));
-        }
+        check_label(label)?;
         if frames.len() < s.min_frames {
             return Err(FaceError::Profile(format!(
                 "enrolment needs at least {} good frames, got {}: keep looking at the camera a little longer",
@@ -180,9 +168,14 @@ impl Profile {
         })
     }
 
-    /// The profile's reference: the mean of its descriptors.
-    pub fn centroid(&self) -> Option<Descriptor> {
-        Descriptor::mean(&self.descriptors)
+    /// Smallest distance from `probe` to any of the profile's descriptors. Each enrolled
+    /// descriptor is compared on its own, like the 1-image comparisons the threshold is
+    /// fitted on (a mean of several descriptors sits closer to everyone, impostors included).
+    pub fn distance(&self, probe: &Descriptor) -> Option<f32> {
+        self.descriptors
+            .iter()
+            .map(|d| d.distance(probe))
+            .min_by(f32::total_cmp)
     }
 }
 
@@ -231,13 +224,49 @@ impl ProfileSet {
         n != self.profiles.len()
     }
 
-    /// Best (smallest) distance from `probe` to any profile's centroid, and that profile's
-    /// label.
+    /// Best (smallest) distance from `probe` to any enrolled descriptor of any profile, and
+    /// that profile's label.
     pub fn best_match(&self, probe: &Descriptor) -> Option<(f32, &str)> {
         self.profiles
             .iter()
-            .filter_map(|p| p.centroid().map(|c| (c.distance(probe), p.label.as_str())))
+            .filter_map(|p| p.distance(probe).map(|d| (d, p.label.as_str())))
             .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// Enrolled descriptors over all profiles: the `R` of the threshold (see `decide`).
+    pub fn references(&self) -> usize {
+        self.profiles.iter().map(|p| p.descriptors.len()).sum()
+    }
+
+    /// Checks what `open` would refuse, so a set that seals also opens.
+    fn check_limits(&self) -> Result<()> {
+        if self.profiles.len() > MAX_PROFILES {
+            return Err(FaceError::Profile(format!(
+                "{} has {} face profiles, at most {MAX_PROFILES} can be stored: remove some first",
+                self.user,
+                self.profiles.len()
+            )));
+        }
+        for p in &self.profiles {
+            check_label(&p.label)?;
+            if p.descriptors.len() > MAX_DESCRIPTORS {
+                return Err(FaceError::Profile(format!(
+                    "face profile {:?} has {} descriptors, at most {MAX_DESCRIPTORS} can be stored: enrol it again",
+                    p.label,
+                    p.descriptors.len()
+                )));
+            }
+            if p.descriptors
+                .iter()
+                .any(|d| d.0.iter().any(|v| !v.is_finite()))
+            {
+                return Err(FaceError::Profile(format!(
+                    "face profile {:?} holds a descriptor that is not finite: enrol it again",
+                    p.label
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn plaintext(&self) -> Zeroizing<Vec<u8>> {
@@ -303,8 +332,10 @@ impl ProfileSet {
         })
     }
 
-    /// Encrypts the set for storage.
+    /// Encrypts the set for storage. Refuses a set that [`ProfileSet::open`] would refuse
+    /// (more than 64 profiles or 256 descriptors per profile, a bad label, a non-finite value).
     pub fn seal(&self, key: &ProfileKey) -> Result<Vec<u8>> {
+        self.check_limits()?;
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce)
             .map_err(|e| FaceError::Profile(format!("no randomness from the OS: {e}")))?;
@@ -464,11 +495,55 @@ mod tests {
     }
 
     #[test]
-    fn best_match_picks_the_closest_profile() {
+    fn best_match_picks_the_closest_descriptor() {
         let s = set();
         let (d, label) = s.best_match(&desc(3)).unwrap();
         assert_eq!(label, "glasses");
         assert!(d < 1e-6);
+        // Each enrolled descriptor counts on its own, not their mean.
+        let (d, label) = s.best_match(&desc(2)).unwrap();
+        assert_eq!(label, "default");
+        assert!(d < 1e-6, "{d}");
+        assert_eq!(s.references(), 3);
         assert!(ProfileSet::new("x").best_match(&desc(3)).is_none());
+    }
+
+    #[test]
+    fn seal_refuses_what_open_would_refuse() {
+        let key = ProfileKey::new([3; 32]);
+        let profile = |label: &str, n: u32| Profile {
+            label: label.into(),
+            descriptors: (0..n).map(desc).collect(),
+        };
+        let mut long = ProfileSet::new("alice");
+        long.upsert(profile(&"x".repeat(MAX_LABEL_BYTES + 1), 1));
+        let e = long.seal(&key).unwrap_err().to_string();
+        assert!(e.contains("label"), "{e}");
+        // 65,537 bytes would have been truncated to 1 by `as u16`.
+        long.profiles[0].label = "y".repeat(65_537);
+        assert!(long.seal(&key).is_err());
+
+        let mut many = ProfileSet::new("alice");
+        for i in 0..=MAX_PROFILES {
+            many.upsert(profile(&format!("p{i}"), 1));
+        }
+        let e = many.seal(&key).unwrap_err().to_string();
+        assert!(e.contains("at most 64"), "{e}");
+        many.profiles.pop();
+        let sealed = many.seal(&key).unwrap();
+        assert_eq!(ProfileSet::open("alice", &sealed, &key).unwrap(), many);
+
+        let mut big = ProfileSet::new("alice");
+        big.upsert(profile("default", MAX_DESCRIPTORS as u32 + 1));
+        let e = big.seal(&key).unwrap_err().to_string();
+        assert!(e.contains("at most 256"), "{e}");
+        big.profiles[0].descriptors.pop();
+        let sealed = big.seal(&key).unwrap();
+        assert_eq!(ProfileSet::open("alice", &sealed, &key).unwrap(), big);
+
+        let mut nan = ProfileSet::new("alice");
+        nan.upsert(profile("default", 1));
+        nan.profiles[0].descriptors[0].0[5] = f32::NAN;
+        assert!(nan.seal(&key).is_err());
     }
 }

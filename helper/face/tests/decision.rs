@@ -45,10 +45,11 @@ fn enrol_seal_open_and_decide_on_recorded_frames() {
     let set = ProfileSet::open("barack", &set.seal(&key).unwrap(), &key).unwrap();
 
     let dc = DeciderConfig::from_face(&cfg, 1);
-    let threshold = dc.threshold(1);
+    let threshold = dc.threshold(set.references());
     assert!(threshold > 0.0 && threshold <= cfg.threshold_model.max_threshold);
 
-    // The enrolled man, looped: accepted on the M-th good frame, not before.
+    // An enrolled frame, looped (a self-match: distance 0): accepted on the M-th good frame,
+    // not before. The held-out case is the next test.
     let mut d = Decider::new(dc);
     let mut src = RecordedFrames::from_files(vec![file("obama")], true).unwrap();
     let first = d.push(&engine.analyze(&src.next_frame(deadline()).unwrap()), &set);
@@ -86,27 +87,86 @@ fn enrol_seal_open_and_decide_on_recorded_frames() {
     }
 
     // More users on the device → a stricter threshold for the same person.
-    assert!(DeciderConfig::from_face(&cfg, 50).threshold(1) < threshold);
+    assert!(DeciderConfig::from_face(&cfg, 50).threshold(set.references()) < threshold);
+}
+
+/// Enrols from two of the three photos of the same man (with open gates, so the turned
+/// photos count) and verifies with the third, which the profile never saw, under `cfg`.
+/// Returns the decision after each of `frames` pushes of the probe.
+fn held_out(cfg: &FaceConfig, frames: usize) -> Vec<aloha_face::decide::Decision> {
+    let open = FaceConfig {
+        max_yaw: 90.0,
+        max_pitch: 90.0,
+        ..cfg.clone()
+    };
+    let enroller = Engine::with_config(&open).unwrap();
+    let good: Vec<_> = ["obama2", "obama3"]
+        .iter()
+        .map(|n| {
+            enroller
+                .analyze(&aloha_face::Frame::load(&file(n)).unwrap())
+                .unwrap_or_else(|r| panic!("{n} rejected: {r}"))
+        })
+        .collect();
+    let settings = EnrolSettings {
+        min_frames: 2,
+        ..EnrolSettings::default()
+    };
+    let mut set = ProfileSet::new("barack");
+    set.upsert(Profile::enrol("default", &good, &settings).unwrap());
+    let engine = Engine::with_config(cfg).unwrap();
+    let frame = aloha_face::Frame::load(&file("obama")).unwrap();
+    let mut d = Decider::new(DeciderConfig::from_face(cfg, 1));
+    (0..frames)
+        .map(|_| d.push(&engine.analyze(&frame), &set))
+        .inspect(|r| println!("{r:?}"))
+        .collect()
 }
 
 #[test]
-fn unusable_frames_do_not_count_and_say_why() {
-    let engine = Engine::load(&models::dev_dir()).unwrap();
-    let set = ProfileSet::new("nobody");
-    let mut d = Decider::new(DeciderConfig::from_face(engine.config(), 1));
-    let blank = aloha_face::Frame::gray8(320, 240, vec![0u8; 320 * 240]).unwrap();
-    let r = d.push(&engine.analyze(&blank), &set);
-    assert!(!r.accepted && r.score.is_nan());
-    assert!(
-        matches!(
-            r.reason,
-            Some(RejectReason::BadFrame(aloha_face::RejectKind::NoFace, _))
-        ),
-        "{r:?}"
+fn held_out_genuine_frame_with_a_lax_target() {
+    // A lax target (1e-2 per attempt): the threshold sits at its cap (0.41), and the frontal
+    // photo the profile never saw (0.35 from the nearer enrolled photo) gets in.
+    let cfg = FaceConfig {
+        model_dir: models::dev_dir(),
+        target_far: 1e-2,
+        ..FaceConfig::default()
+    };
+    let r = held_out(&cfg, 2);
+    assert!(r[0].score > 0.2, "the probe was not enrolled: {:?}", r[0]);
+    assert!(!r[0].accepted && r[1].accepted, "{r:?}");
+    assert_eq!(r[1].threshold, cfg.threshold_model.max_threshold);
+}
+
+#[test]
+fn production_defaults_reject_the_references_own_held_out_pair() {
+    // Measured behaviour, not a goal: at the defaults (target 1e-5, pose ±15°, M = 2 of
+    // K = 3, T = 10) two of dlib's three press photos of the same man are turned too far to
+    // enrol (yaw −29° and +18°/pitch 25°), and with them enrolled anyway the frontal photo
+    // (0.35 away) stays above the default threshold for a 2-descriptor profile (0.237) on
+    // every frame of the attempt; the attempt then ends. See docs/face-accuracy.md.
+    let cfg = FaceConfig {
+        model_dir: models::dev_dir(),
+        ..FaceConfig::default()
+    };
+    let engine = Engine::with_config(&cfg).unwrap();
+    for n in ["obama2", "obama3"] {
+        let r = engine
+            .analyze(&aloha_face::Frame::load(&file(n)).unwrap())
+            .expect_err("turned photo accepted at the default pose gate");
+        assert_eq!(r.kind, aloha_face::RejectKind::PoseOutOfRange, "{n}: {r}");
+    }
+    let r = held_out(&cfg, cfg.max_attempt_frames + 1);
+    let t = r[0].threshold;
+    assert!((0.2..0.25).contains(&t), "default threshold {t}");
+    for d in &r[..cfg.max_attempt_frames] {
+        assert!(!d.accepted && d.score > t, "{d:?}");
+        assert_eq!(d.reason, Some(RejectReason::NoMatch));
+    }
+    assert_eq!(
+        r[cfg.max_attempt_frames].reason,
+        Some(RejectReason::FrameLimit {
+            limit: cfg.max_attempt_frames
+        })
     );
-    let r = d.push(
-        &engine.analyze(&aloha_face::Frame::load(&file("obama")).unwrap()),
-        &set,
-    );
-    assert_eq!(r.reason, Some(RejectReason::NoProfile));
 }

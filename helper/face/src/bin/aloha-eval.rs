@@ -309,7 +309,7 @@ fn main() -> Result<()> {
     );
     print_scores(
         &format!(
-            "{}-image enrolment (mean descriptor), 2 verification images, {} seeds",
+            "{}-image enrolment (nearest of the K descriptors, as a profile compares), 2 verification images, {} seeds",
             cli.enrol_k, cli.seeds
         ),
         &k,
@@ -317,25 +317,25 @@ fn main() -> Result<()> {
     );
 
     println!(
-        "\n## operating points of the default decision (target FAR {:.0e} per attempt, M = {}, K = {}, 1 profile)",
-        cfg.target_far, cfg.match_frames, cfg.window_frames
+        "\n## operating points of the default decision (target FAR {:.0e} per attempt, M = {} of K = {}, at most T = {} frames per attempt; R = enrolled descriptors)",
+        cfg.target_far, cfg.match_frames, cfg.window_frames, cfg.max_attempt_frames
     );
     println!(
-        "| enrolled users N | per-comparison FAR | threshold | per-frame TPR, 1-image | per-frame TPR, {}-image | impostor comparisons under it (1-image) |",
-        cli.enrol_k
+        "| enrolled users N | R | per-comparison FAR | threshold | per-frame TPR | impostor comparisons under it |"
     );
     println!("|---|---|---|---|---|---|");
     for n in [1usize, 10, 100] {
         let dc = aloha_face::decide::DeciderConfig::from_face(&cfg, n);
-        let t = dc.threshold(1);
-        let under = one.impostor.partition_point(|&d| d <= t);
-        println!(
-            "| {n} | {:.1e} | {t:.3} | {:.1} % | {:.1} % | {under} of {} |",
-            dc.per_comparison_far(1),
-            eval::frac_le(&one.genuine, t) * 100.0,
-            eval::frac_le(&k.genuine, t) * 100.0,
-            one.impostor.len()
-        );
+        for (r, s) in [(1usize, &one), (cli.enrol_k, &k)] {
+            let t = dc.threshold(r);
+            let under = s.impostor.partition_point(|&d| d <= t);
+            println!(
+                "| {n} | {r} | {:.1e} | {t:.3} | {:.1} % | {under} of {} |",
+                dc.per_comparison_far(r),
+                eval::frac_le(&s.genuine, t) * 100.0,
+                s.impostor.len()
+            );
+        }
     }
 
     if let Some(out) = &cli.out {
