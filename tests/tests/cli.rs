@@ -466,7 +466,7 @@ fn tpm_lockout_counter_guards_sign_in() {
         "The TPM counted 6 of 8 wrong PINs on this machine: PIN sign-in is paused for every \
          user — the TPM is close to its dictionary-attack lockout; next attempt in about",
     );
-    assert!(refused.stderr.contains("Use your password."), "{refused:?}");
+    assert!(refused.stderr.contains("Use your password"), "{refused:?}");
     // A state of its own on the socket, with the time the TPM will have forgotten enough.
     let failure = sign_in_refusal(&f);
     assert_eq!(
