@@ -21,15 +21,14 @@ pub fn render(s: &UserStatus, now: u64) -> String {
         };
         line("PIN:", format!("set {set}, {expiry}"));
     }
+    // alohad says what the key store protects against; the CLI only shows it.
+    let store = |b: aloha::protocol::BackendKind| match &s.protection {
+        Some(words) => format!("{} — {words}", b.name()),
+        None => b.name().to_string(),
+    };
     match (s.backend, s.default_backend) {
-        (Some(b), _) => line(
-            "Protected by:",
-            format!("{} — {}", b.name(), b.protection()),
-        ),
-        (None, Some(b)) => line(
-            "New PINs go to:",
-            format!("{} — {}", b.name(), b.protection()),
-        ),
+        (Some(b), _) => line("Protected by:", store(b)),
+        (None, Some(b)) => line("New PINs go to:", store(b)),
         (None, None) => {}
     }
     if !s.protectors.is_empty() {
@@ -127,6 +126,19 @@ mod tests {
         let shown = render(&status(), 1_000);
         assert!(shown.contains("New PINs go to:   TPM 2.0"), "{shown}");
         assert!(!shown.contains("PAUSED"), "{shown}");
+    }
+
+    #[test]
+    fn the_protection_shown_is_the_daemons() {
+        let mut s = status();
+        s.protection = Some("what alohad says".into());
+        let shown = render(&s, 1_000);
+        assert!(
+            shown.contains("New PINs go to:   TPM 2.0 — what alohad says\n"),
+            "{shown}"
+        );
+        s.protection = None;
+        assert!(render(&s, 1_000).contains("New PINs go to:   TPM 2.0\n"));
     }
 
     #[test]
