@@ -117,7 +117,7 @@ struct AttemptsFile {
     last_failure: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistoryFile {
     version: u32,
@@ -137,7 +137,7 @@ struct HistoryFile {
 }
 
 /// A user's PIN history (newest first), salted and keyed; see `crate::history`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct History {
     /// The key store whose key made the digests.
     pub key: BackendKind,
@@ -146,12 +146,43 @@ pub struct History {
 }
 
 /// What history.json holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoredHistory {
     None,
     /// Version 1: unsalted fast digests, to be checked once and replaced.
     Legacy(Vec<String>),
     Current(History),
+}
+
+// Digests (and the salt that goes with them) are guessing material for the current and
+// earlier PINs: Debug output, which may end up in a log, says only how many there are.
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("key", &self.key)
+            .field("digests", &self.digests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for StoredHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredHistory::None => f.write_str("None"),
+            StoredHistory::Legacy(d) => f.debug_tuple("Legacy").field(&d.len()).finish(),
+            StoredHistory::Current(h) => f.debug_tuple("Current").field(h).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HistoryFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryFile")
+            .field("version", &self.version)
+            .field("key", &self.key)
+            .field("digests", &self.digests.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Handle on the state directory. Holds the single-daemon lock while alive.
@@ -774,6 +805,30 @@ mod tests {
         assert_eq!(first, blob(1));
         assert_eq!(second, blob(1));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn debug_output_shows_no_digest_and_no_salt() {
+        let h = History {
+            key: BackendKind::Software,
+            salt: [0xab; HISTORY_SALT_LEN],
+            digests: vec!["5ec7e7d16e57".into()],
+        };
+        let file = HistoryFile {
+            version: 2,
+            key: Some(h.key),
+            salt: h.salt.to_vec(),
+            digests: h.digests.clone(),
+        };
+        for shown in [
+            format!("{h:?}"),
+            format!("{:?}", StoredHistory::Current(h.clone())),
+            format!("{:?}", StoredHistory::Legacy(h.digests.clone())),
+            format!("{file:?}"),
+        ] {
+            assert!(!shown.contains("5ec7e7d16e57"), "{shown}");
+            assert!(!shown.contains("171"), "salt bytes: {shown}");
+        }
     }
 
     #[test]

@@ -890,8 +890,9 @@ impl KeyBackend for TpmBackend {
 
     fn history_mac(&mut self, key: &KeyBlob, data: &[u8; 32]) -> Result<[u8; 32], BackendError> {
         let blob = TpmBlob::parse_as(key, check_history_public)?;
-        let buffer = MaxBuffer::try_from(data.to_vec())
-            .map_err(|e| internal("the PIN-history input", &e))?;
+        // Copied straight into MaxBuffer's zeroizing storage, never into a plain Vec.
+        let buffer =
+            MaxBuffer::try_from(&data[..]).map_err(|e| internal("the PIN-history input", &e))?;
         let mac = self.in_session(|me, conn, session| {
             me.with_loaded_key(conn, session, &blob, |conn, key| {
                 // The input (derived from the PIN) goes in encrypted, the HMAC comes back encrypted.
