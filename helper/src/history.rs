@@ -15,15 +15,25 @@ use zeroize::Zeroizing;
 use crate::backend::KdfParams;
 use crate::store::HISTORY_SALT_LEN;
 
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("bad Argon2id parameters for the PIN history: {0}")]
+    Params(argon2::Error),
+    #[error("Argon2id failed for the PIN history: {0}")]
+    Argon2(argon2::Error),
+    #[error("the PIN-history key cannot be used: {0}")]
+    Key(hmac::digest::InvalidLength),
+}
+
 /// Argon2id(salt, "aloha pin history v2" ‖ 0 ‖ user ‖ 0 ‖ PIN): the slow half of a digest.
 pub fn stretch(
     kdf: &KdfParams,
     salt: &[u8; HISTORY_SALT_LEN],
     user: &str,
     pin: &Secret,
-) -> Result<Zeroizing<[u8; 32]>, String> {
+) -> Result<Zeroizing<[u8; 32]>, HistoryError> {
     let params = Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))
-        .map_err(|e| format!("bad Argon2id parameters for the PIN history: {e}"))?;
+        .map_err(HistoryError::Params)?;
     let mut input = Zeroizing::new(Vec::with_capacity(32 + user.len() + pin.expose().len()));
     input.extend_from_slice(b"aloha pin history v2\0");
     input.extend_from_slice(user.as_bytes());
@@ -32,23 +42,21 @@ pub fn stretch(
     let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(&input, salt, out.as_mut_slice())
-        .map_err(|e| format!("Argon2id failed for the PIN history: {e}"))?;
+        .map_err(HistoryError::Argon2)?;
     Ok(out)
 }
 
 /// HMAC-SHA256 under the software history key.
-pub fn software_mac(key: &[u8], data: &[u8; 32]) -> Result<[u8; 32], String> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|e| format!("history key: {e}"))?;
+pub fn software_mac(key: &[u8], data: &[u8; 32]) -> Result<[u8; 32], HistoryError> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(HistoryError::Key)?;
     mac.update(data);
     Ok(mac.finalize().into_bytes().into())
 }
 
 /// The version-1 digest (HMAC-SHA256(history.key, user ‖ 0 ‖ PIN)), only to honour an old
 /// history once while it is replaced.
-pub fn legacy_digest(key: &[u8], user: &str, pin: &Secret) -> Result<String, String> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|e| format!("history key: {e}"))?;
+pub fn legacy_digest(key: &[u8], user: &str, pin: &Secret) -> Result<String, HistoryError> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(HistoryError::Key)?;
     mac.update(user.as_bytes());
     mac.update(&[0]);
     mac.update(pin.expose().as_bytes());
@@ -64,6 +72,18 @@ mod tests {
         passes: 1,
         lanes: 1,
     };
+
+    #[test]
+    fn bad_parameters_are_a_typed_error() {
+        let bad = KdfParams {
+            memory_kib: 0,
+            passes: 0,
+            lanes: 0,
+        };
+        let e = stretch(&bad, &[1; 16], "alice", &Secret::new("482915")).unwrap_err();
+        assert!(matches!(e, HistoryError::Params(_)), "{e:?}");
+        assert!(e.to_string().starts_with("bad Argon2id parameters for the PIN history"));
+    }
 
     #[test]
     fn salt_user_and_pin_all_change_the_digest() {

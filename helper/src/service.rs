@@ -783,7 +783,7 @@ impl Service {
 
     fn history_digest(&self, user: &str, history: &History, pin: &Secret) -> Outcome<String> {
         let stretched = history::stretch(&self.history_kdf, &history.salt, user, pin)
-            .map_err(|m| fail(ErrorCode::Internal, m))?;
+            .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
         // A history with digests was made with a key that must still exist: a fresh key would
         // make every earlier PIN pass the check without anyone noticing.
         let may_create = history.digests.is_empty();
@@ -794,7 +794,8 @@ impl Service {
                     .store
                     .history_key(may_create)
                     .map_err(|e| self.history_key_file_failure(user, &path, e))?;
-                history::software_mac(&k, &stretched).map_err(|m| fail(ErrorCode::Internal, m))?
+                history::software_mac(&k, &stretched)
+                    .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?
             }
             BackendKind::Tpm => {
                 let Some(tpm) = &self.tpm else {
@@ -868,7 +869,7 @@ impl Service {
                         .history_key(false)
                         .map_err(|e| self.history_key_file_failure(user, &path, e))?;
                     let digest = history::legacy_digest(&key, user, pin)
-                        .map_err(|m| fail(ErrorCode::Internal, m))?;
+                        .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
                     if old.iter().take(keep).any(|d| *d == digest) {
                         return Err(reused());
                     }
