@@ -194,12 +194,14 @@ pub struct Store {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Write `bytes` to `path` atomically: a crash leaves either the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let werr = |source| StoreError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Write `bytes` to a new temp file next to `path` (created with `mode`, fsync'ed), hand it
+/// to `place`, then fsync the directory. The temp file is removed if anything fails.
+fn via_temp(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    place: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path
         .file_name()
@@ -219,54 +221,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        place(&tmp)?;
         File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(werr)
-}
-
-/// Create `path` with `bytes` unless it exists (then leave it alone): written to a temp file,
-/// fsync'ed, then hard-linked into place, which fails if another writer got there first.
-fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let werr = |source| StoreError::Write {
+    result.map_err(|source| StoreError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".new-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        match fs::hard_link(&tmp, path) {
+    })
+}
+
+/// Write `bytes` to `path` atomically: a crash leaves either the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    via_temp(path, bytes, mode, |tmp| fs::rename(tmp, path))
+}
+
+/// Create `path` with `bytes` unless it exists (then leave it alone): the fsync'ed temp file
+/// is hard-linked into place, which fails if another writer got there first.
+fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    via_temp(path, bytes, mode, |tmp| {
+        match fs::hard_link(tmp, path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        fs::remove_file(&tmp)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(werr)
+        fs::remove_file(tmp)
+    })
 }
 
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+/// The bytes of `path` (zeroized when dropped: some are keys), `None` if it does not exist.
+fn read_optional(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
     match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
+        Ok(b) => Ok(Some(Zeroizing::new(b))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(StoreError::Read {
             path: path.into(),
@@ -277,15 +265,8 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 
 /// Read and parse a JSON state file. `Ok(None)` if it does not exist.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => Zeroizing::new(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StoreError::Read {
-                path: path.into(),
-                source,
-            });
-        }
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
     };
     if bytes.is_empty() {
         return Err(StoreError::Corrupt {
@@ -534,8 +515,7 @@ impl Store {
     /// made with the key exists: then a missing key is an error, never a fresh key.
     pub fn history_key(&self, may_create: bool) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let path = self.history_key_path();
-        let parse = |bytes: Vec<u8>| {
-            let bytes = Zeroizing::new(bytes);
+        let parse = |bytes: Zeroizing<Vec<u8>>| {
             if bytes.len() == 32 {
                 Ok(bytes)
             } else {
@@ -752,6 +732,46 @@ mod tests {
             store.load_container("bob"),
             Err(StoreError::Corrupt { .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failed_writes_leave_no_temp_file_and_reads_tell_missing_from_unreadable() {
+        let dir = temp();
+        fs::create_dir_all(dir.join("busy/inside")).unwrap();
+        let leftovers = || {
+            fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        };
+        // rename(2) cannot replace a non-empty directory.
+        let e = write_atomic(&dir.join("busy"), b"x", 0o600).unwrap_err();
+        assert!(matches!(e, StoreError::Write { .. }), "{e}");
+        assert_eq!(leftovers(), 0);
+        write_atomic(&dir.join("f"), b"old", 0o600).unwrap();
+        create_exclusive(&dir.join("f"), b"new", 0o600).unwrap();
+        assert_eq!(
+            fs::read(dir.join("f")).unwrap(),
+            b"old",
+            "the first one stays"
+        );
+        assert_eq!(leftovers(), 0);
+        assert!(read_optional(&dir.join("nothing")).unwrap().is_none());
+        assert!(matches!(
+            read_optional(&dir.join("busy")),
+            Err(StoreError::Read { .. })
+        ));
+        assert!(matches!(
+            read_json::<AttemptsFile>(&dir.join("busy")),
+            Err(StoreError::Read { .. })
+        ));
+        assert!(
+            read_json::<AttemptsFile>(&dir.join("nothing"))
+                .unwrap()
+                .is_none()
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
