@@ -74,7 +74,8 @@ enum LineError {
 }
 
 /// One line from `fd` into a buffer that never reallocates (no stray copies), without the
-/// newline. EINTR is retried unless `interrupted()` says the user cancelled.
+/// newline. `interrupted()` is asked before every read (a Ctrl-C while the prompt was being set
+/// up left no read to interrupt) and on EINTR; otherwise EINTR is retried.
 fn read_secret_line(
     fd: BorrowedFd<'_>,
     interrupted: &dyn Fn() -> bool,
@@ -83,6 +84,9 @@ fn read_secret_line(
     let mut byte = Zeroizing::new([0u8; 1]);
     let mut any = false;
     loop {
+        if interrupted() {
+            return Err(LineError::Interrupted);
+        }
         match nix::unistd::read(fd, &mut byte[..]) {
             Ok(0) if !any => return Err(LineError::Ended),
             Ok(0) => break,
@@ -96,11 +100,8 @@ fn read_secret_line(
                 }
                 line.push(byte[0]);
             }
-            Err(nix::errno::Errno::EINTR) => {
-                if interrupted() {
-                    return Err(LineError::Interrupted);
-                }
-            }
+            // Checked at the top of the loop.
+            Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(LineError::Io(e.into())),
         }
     }
@@ -213,6 +214,27 @@ mod tests {
         assert!(matches!(
             read_secret_line(r.as_fd(), &never),
             Err(LineError::Ended)
+        ));
+    }
+
+    #[test]
+    fn a_ctrl_c_before_the_read_cancels_it() {
+        let (_w, r) = lines(b"482915\n");
+        // The flag was set while echo was being turned off: the waiting input is not read.
+        assert!(matches!(
+            read_secret_line(r.as_fd(), &|| true),
+            Err(LineError::Interrupted)
+        ));
+        // A Ctrl-C in the middle of the line stops it there.
+        let (_w, r) = lines(b"482915\n");
+        let reads = std::cell::Cell::new(0);
+        let after_two = || {
+            reads.set(reads.get() + 1);
+            reads.get() > 2
+        };
+        assert!(matches!(
+            read_secret_line(r.as_fd(), &after_two),
+            Err(LineError::Interrupted)
         ));
     }
 
