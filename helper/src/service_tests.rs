@@ -1500,23 +1500,33 @@ fn a_busy_connection_still_ends_at_its_lifetime() {
         client: "test".into(),
     };
     assert!(matches!(ask(&hello), Ok(Response::Hello { .. })));
-    let started = Instant::now();
     let mut answered = 0;
-    // A request every 100 ms never lets one frame deadline pass; the lifetime still ends it.
-    while started.elapsed() < Duration::from_secs(10) {
+    let mut ended = None;
+    // A request every 100 ms never lets one frame deadline pass; the lifetime (600 ms) still
+    // ends it. 100 requests are far more than it allows (a bound on the loop, not on time).
+    for _ in 0..100 {
         match ask(&Request::Status {
             user: "alice".into(),
         }) {
             Ok(_) => answered += 1,
-            Err(_) => break,
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(answered >= 1, "served before the lifetime ended");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the connection was never closed"
-    );
+    // alohad closed it: not our own deadline running out, nor a request left unanswered.
+    match ended {
+        Some(frame::FrameError::Closed) => {}
+        Some(frame::FrameError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        other => panic!("the connection did not end by being closed: {other:?}"),
+    }
     shutdown.store(true, Ordering::SeqCst);
     server.join().unwrap().unwrap();
 }
