@@ -171,7 +171,7 @@ fn run(args: Args) -> Result<()> {
         config,
         store,
         software: Box::new(|| Box::new(SoftwareVault::default())),
-        software_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        argon2_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
         history_kdf: DEFAULT_KDF,
         tpm,
         users: Box::new(SystemUsers),

@@ -63,10 +63,11 @@ pub struct Parts {
     pub config: Config,
     pub store: Store,
     /// Makes a software vault for one operation: the vault holds no state worth sharing, so
-    /// software-vault users never queue behind each other's Argon2id.
+    /// software-vault users queue behind each other's Argon2id only when `argon2_slots` are full.
     pub software: SoftwareFactory,
-    /// How many software-vault operations (Argon2id, 64 MiB each) may run at once.
-    pub software_slots: usize,
+    /// How many Argon2id runs (software-vault operations, PIN-history digests; 64 MiB each)
+    /// may overlap.
+    pub argon2_slots: usize,
     /// Argon2id cost of PIN-history digests (the software vault's, outside tests).
     pub history_kdf: KdfParams,
     /// `None` where no TPM could be opened (or `backend = "software"`).
@@ -82,7 +83,7 @@ pub struct Service {
     config: Config,
     store: Store,
     software: SoftwareFactory,
-    software_slots: Slots,
+    argon2_slots: Slots,
     history_kdf: KdfParams,
     tpm: Option<Mutex<Box<dyn KeyBackend>>>,
     users: Box<dyn UserDb>,
@@ -237,7 +238,7 @@ impl Service {
             config: parts.config,
             store: parts.store,
             software: parts.software,
-            software_slots: Slots::new(parts.software_slots),
+            argon2_slots: Slots::new(parts.argon2_slots),
             history_kdf: parts.history_kdf,
             tpm: parts.tpm.map(Mutex::new),
             users: parts.users,
@@ -428,11 +429,11 @@ impl Service {
 
     /// The key store for `kind`: the TPM's single owner (one command sequence at a time), or a
     /// software vault of the caller's own (callers are serialized per user, and at most
-    /// `software_slots` run at once, which bounds Argon2id's memory).
+    /// `argon2_slots` run at once, which bounds Argon2id's memory).
     fn backend(&self, kind: BackendKind) -> Outcome<Held<'_>> {
         match kind {
             BackendKind::Software => {
-                let slot = self.software_slots.acquire();
+                let slot = self.argon2_slots.acquire();
                 Ok(Held::Own {
                     backend: (self.software)(),
                     _slot: slot,
@@ -782,8 +783,10 @@ impl Service {
     }
 
     fn history_digest(&self, user: &str, history: &History, pin: &Secret) -> Outcome<String> {
+        let slot = self.argon2_slots.acquire();
         let stretched = history::stretch(&self.history_kdf, &history.salt, user, pin)
             .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
+        drop(slot);
         // A history with digests was made with a key that must still exist: a fresh key would
         // make every earlier PIN pass the check without anyone noticing.
         let may_create = history.digests.is_empty();

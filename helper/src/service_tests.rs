@@ -251,7 +251,7 @@ fn build(
         config,
         store,
         software: Box::new(|| Box::new(fast_vault())),
-        software_slots: 4,
+        argon2_slots: 4,
         history_kdf: FAST_KDF,
         tpm,
         users: Box::new(FakeUsers),
@@ -1304,7 +1304,7 @@ fn software_vault_sign_ins_of_different_users_run_side_by_side() {
                 met: m2.clone(),
             })
         }),
-        software_slots: 2,
+        argon2_slots: 2,
         history_kdf: FAST_KDF,
         tpm: None,
         users: Box::new(FakeUsers),
@@ -1410,7 +1410,7 @@ fn software_vault_runs_are_bounded_by_the_slots() {
                 most: m2.clone(),
             })
         }),
-        software_slots: 1,
+        argon2_slots: 1,
         history_kdf: FAST_KDF,
         tpm: None,
         users: Box::new(FakeUsers),

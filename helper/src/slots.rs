@@ -1,5 +1,5 @@
-//! A counting semaphore: at most N holders at once. Bounds how many software-vault Argon2id
-//! runs (64 MiB each) overlap, whatever the number of connections.
+//! A counting semaphore: at most N holders at once. Bounds how many Argon2id runs (software
+//! vault, PIN-history digests; 64 MiB each) overlap, whatever the number of connections.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
