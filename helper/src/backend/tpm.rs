@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
-use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::tss::{
     TPM2_LOADED_SESSION_FIRST, TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPM2_TRANSIENT_FIRST,
     TPMA_PERMANENT_INLOCKOUT,
@@ -408,9 +408,10 @@ fn ecdsa_sha256() -> EccScheme {
     EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
 }
 
-/// A user's authentication key: P-256 ECDSA-SHA256, sign-only, not restricted, DA-protected.
-fn signing_key_template() -> Result<Public, TssError> {
-    let attributes = ObjectAttributesBuilder::new()
+/// A key that never leaves this TPM, made inside it, used with its authValue, that signs (ECDSA
+/// or HMAC) and does nothing else; `no_da`: its use judges no PIN.
+fn unrestricted_signing_attributes(no_da: bool) -> Result<ObjectAttributes, TssError> {
+    ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
@@ -418,8 +419,13 @@ fn signing_key_template() -> Result<Public, TssError> {
         .with_sign_encrypt(true)
         .with_decrypt(false)
         .with_restricted(false)
-        .with_no_da(false)
-        .build()?;
+        .with_no_da(no_da)
+        .build()
+}
+
+/// A user's authentication key: P-256 ECDSA-SHA256, sign-only, not restricted, DA-protected.
+fn signing_key_template() -> Result<Public, TssError> {
+    let attributes = unrestricted_signing_attributes(false)?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
@@ -438,16 +444,7 @@ fn signing_key_template() -> Result<Public, TssError> {
 /// alohad's PIN-history key: HMAC-SHA256, no authValue, noDA (its use judges no PIN), fixedTPM:
 /// a copied state directory is useless without this TPM.
 fn history_key_template() -> Result<Public, TssError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_sign_encrypt(true)
-        .with_decrypt(false)
-        .with_restricted(false)
-        .with_no_da(true)
-        .build()?;
+    let attributes = unrestricted_signing_attributes(true)?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
