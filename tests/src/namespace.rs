@@ -384,6 +384,23 @@ pub fn mount_namespace(pid: Option<u32>) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
+/// End, by pid, every process in mount namespace `ns` but `except`, and describe each one: what
+/// a scenario left behind.
+pub fn end_strays(ns: u64, except: Option<u32>) -> Vec<String> {
+    let mut stray = Vec::new();
+    for p in processes_in_mount_namespace(ns) {
+        if Some(p) == except {
+            continue;
+        }
+        stray.push(describe_process(p));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    stray
+}
+
 /// Every process (by pid) whose mount namespace is `ns`.
 pub fn processes_in_mount_namespace(ns: u64) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -567,14 +584,7 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let mut stray = Vec::new();
-    for p in processes_in_mount_namespace(ns) {
-        stray.push(describe_process(p));
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let stray = end_strays(ns, None);
     drop(handle);
     let stderr = stderr_reader.join().unwrap_or_default();
     let lines: Vec<String> = rx.try_iter().collect();

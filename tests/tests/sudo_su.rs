@@ -12,19 +12,13 @@
 //! Needs root, sudo, su (util-linux), useradd, chpasswd, visudo and setpriv.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aloha_tests::both;
 use aloha_tests::build::artifact;
 use aloha_tests::fixture::Kind;
-use aloha_tests::namespace::{
-    describe_process, digest_diff, mount_points, processes_in_mount_namespace, tree_digest,
-};
+use aloha_tests::namespace::{self, ScenarioRun, digest_diff, mount_points, tree_digest};
 use serde_json::Value;
 
 /// The whole scenario, TPM included, takes ~10-20 s; this only stops a hang.
@@ -134,123 +128,18 @@ const EXPECTED: &[Expect] = &[
     },
 ];
 
-/// What the scenario child printed, and how it ended.
-struct Scenario {
-    report: Value,
-    stderr: String,
-    /// Processes found in the child's namespace after it exited (killed by pid).
-    stray: Vec<String>,
-}
-
-/// Run the scenario child for `kind`, holding its mount namespace open until it has exited so
-/// that the namespace id cannot be reused while we look for processes left in it.
-fn run_scenario(kind: Kind) -> Scenario {
+/// Run the scenario child for `kind` (namespace::run_scenario holds its mount namespace open
+/// until it has exited, and ends what it left behind by pid).
+fn run_scenario(kind: Kind) -> ScenarioRun {
     let kind_arg = match kind {
         Kind::Software => "software",
         Kind::Tpm => "tpm",
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sudo-su-scenario"))
-        .args(["--kind", kind_arg])
-        .env("ALOHA_TESTS_NO_BUILD", "1")
-        .env(
-            aloha_tests::build::PROFILE_DIR_ENV,
-            aloha_tests::build::profile_dir(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sudo-su-scenario");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-
-    let deadline = Instant::now() + SCENARIO_TIMEOUT;
-    let first = rx.recv_timeout(Duration::from_secs(60));
-    let (ns, ns_handle) = match first {
-        Ok(line) => {
-            let v: Value = serde_json::from_str(&line).expect("first line is {\"mnt_ns\": N}");
-            let ns = v["mnt_ns"].as_u64().expect("mnt_ns");
-            let handle =
-                File::open(format!("/proc/{pid}/ns/mnt")).expect("open the child's namespace");
-            assert_eq!(
-                handle.metadata().unwrap().ino(),
-                ns,
-                "the child reported another namespace"
-            );
-            let own = std::fs::metadata("/proc/self/ns/mnt").unwrap().ino();
-            assert_ne!(
-                ns, own,
-                "the scenario did not leave the test's mount namespace"
-            );
-            (ns, handle)
-        }
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the scenario printed no namespace:\n{}",
-                stderr_reader.join().unwrap()
-            );
-        }
-    };
-    // Go on: the child may now start alohad, sudo and su.
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // Only now, with the namespace still held: anything in it outlived the scenario.
-    let mut stray = Vec::new();
-    for p in processes_in_mount_namespace(ns) {
-        stray.push(describe_process(p));
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    drop(ns_handle);
-    let stderr = stderr_reader.join().unwrap();
-    let lines: Vec<String> = rx.try_iter().collect();
-    reader.join().unwrap();
-    let Some(status) = status else {
-        panic!("the scenario did not finish within {SCENARIO_TIMEOUT:?}:\n{stderr}");
-    };
-    assert!(
-        status.success(),
-        "the scenario failed ({status}):\n{stderr}"
-    );
-    let last = lines
-        .last()
-        .unwrap_or_else(|| panic!("no report:\n{stderr}"));
-    let report = serde_json::from_str(last).unwrap_or_else(|e| panic!("bad report {e}: {last}"));
-    Scenario {
-        report,
-        stderr,
-        stray,
-    }
+    namespace::run_scenario(
+        Path::new(env!("CARGO_BIN_EXE_sudo-su-scenario")),
+        &["--kind", kind_arg],
+        SCENARIO_TIMEOUT,
+    )
 }
 
 /// `result=` of each pam_aloha line (`user=U service=S result=R...`), checking the prefix.

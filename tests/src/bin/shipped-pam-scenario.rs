@@ -93,17 +93,7 @@ fn main() {
     let log = d.log();
     drop(fixture);
 
-    let me = std::process::id();
-    let mut stray = Vec::new();
-    for pid in namespace::processes_in_mount_namespace(ns) {
-        if pid != me {
-            stray.push(namespace::describe_process(pid));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
+    let stray = namespace::end_strays(ns, Some(std::process::id()));
     let report = json!({
         "user": USER,
         "uid": uid,

@@ -262,17 +262,7 @@ fn main() {
     drop(syslog);
 
     // Anything still in the namespace but us was left behind: report it and end it by pid.
-    let me = std::process::id();
-    let mut stray = Vec::new();
-    for pid in namespace::processes_in_mount_namespace(ns) {
-        if pid != me {
-            stray.push(namespace::describe_process(pid));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
+    let stray = namespace::end_strays(ns, Some(std::process::id()));
     let report = json!({
         "kind": match kind { Kind::Software => "software", Kind::Tpm => "tpm" },
         "secrets": [PIN, WRONG_PIN, PASSWORD, NOPIN_PASSWORD, OTHER_PASSWORD, BAD_PASSWORD],
