@@ -82,7 +82,10 @@ mod tests {
         };
         let e = stretch(&bad, &[1; 16], "alice", &Secret::new("482915")).unwrap_err();
         assert!(matches!(e, HistoryError::Params(_)), "{e:?}");
-        assert!(e.to_string().starts_with("bad Argon2id parameters for the PIN history"));
+        assert!(
+            e.to_string()
+                .starts_with("bad Argon2id parameters for the PIN history")
+        );
     }
 
     #[test]
