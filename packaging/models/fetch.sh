@@ -23,6 +23,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 dest="${1:-/usr/share/aloha/models}"
+# Without trailing slashes, so the temp and old directories are DEST's siblings ("/" stays "/").
+while [[ "$dest" == */ && "$dest" != / ]]; do dest="${dest%/}"; done
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/aloha/models"
 sums="$here/SHA256SUMS"
 
@@ -52,6 +54,7 @@ for name in "$PY_ARCHIVE" "$NPM_ARCHIVE" "$RESNET_DAT" "$LANDMARKS_DAT" "$BLAZEF
     PIN[$name]="$(awk -v n="$name" '$2 == n { print $1 }' "$sums")"
     [[ "${PIN[$name]}" =~ ^[0-9a-f]{64}$ ]] || die "no pinned SHA-256 for $name in $sums"
 done
+[[ -r "$here/MODELS.md" ]] || die "cannot read $here/MODELS.md"
 
 check() { # file name -> 0 if the sum matches the pin
     [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "${PIN[$2]}" ]]
@@ -77,18 +80,28 @@ pip_cmd() { # the pip to use: `pip`, else `python3 -m pip` (as scripts/deps acce
 
 mkdir -p "$cache" || die "cannot create the download cache $cache"
 
-# The stamp names every input and the converter's source, so DEST is rebuilt when any changes.
+# The stamp names every input and whatever determines the output (this script, MODELS.md, the
+# converter's source and the locked dependency versions), so DEST is rebuilt when any changes.
+CONVERTER_SOURCES=(Cargo.lock helper/face/src/convert.rs helper/face/src/dlib.rs
+    helper/face/src/models.rs helper/face/src/bin/aloha-models.rs)
+file_sum() { sha256sum "$1" | cut -d' ' -f1; }
 converter_src_sum() {
-    cat "$root/helper/face/src/convert.rs" "$root/helper/face/src/dlib.rs" "$root/helper/face/src/bin/aloha-models.rs" 2>/dev/null \
-        | sha256sum | cut -d' ' -f1
+    local f
+    for f in "${CONVERTER_SOURCES[@]}"; do printf '%s %s\n' "$(file_sum "$root/$f")" "$f"; done
 }
 if [[ -n "${ALOHA_MODELS_CONVERTER:-}" ]]; then
     [[ -x "$ALOHA_MODELS_CONVERTER" ]] || die "ALOHA_MODELS_CONVERTER=$ALOHA_MODELS_CONVERTER is not an executable"
-    converter_id="prebuilt $(sha256sum "$ALOHA_MODELS_CONVERTER" | cut -d' ' -f1)"
+    converter_id="prebuilt $(file_sum "$ALOHA_MODELS_CONVERTER")"
 else
-    converter_id="source $(converter_src_sum)"
+    for f in "${CONVERTER_SOURCES[@]}"; do
+        [[ -r "$root/$f" ]] || die "converter sources not found under $root (no $f): set ALOHA_MODELS_CONVERTER to a built aloha-models"
+    done
+    converter_id="source
+$(converter_src_sum)"
 fi
-stamp_text="$(cat "$sums"; printf 'converter %s\n' "$converter_id")"
+stamp_text="$(cat "$sums"
+    printf 'script %s\nmodels.md %s\n' "$(file_sum "$here/fetch.sh")" "$(file_sum "$here/MODELS.md")"
+    printf 'converter %s\n' "$converter_id")"
 
 up_to_date() {
     [[ -f "$dest/.stamp" ]] || return 1

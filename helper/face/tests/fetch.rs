@@ -1,7 +1,8 @@
 //! packaging/models/fetch.sh against private caches and destinations: a damaged cached archive
 //! is reported and dropped, a missing pin stops the script, and a second run over converted
-//! models is a no-op. No network: the download tools are kept off PATH, and the converted run
-//! reuses the archives a previous `fetch.sh` left in the user's download cache.
+//! models is a no-op. No network and no shared state: the download tools are kept off PATH, and
+//! the converted runs use a copy of the script with tiny synthetic archives pinned in its own
+//! SHA256SUMS and a shell-script converter.
 
 // Integration tests: unwrapping is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -157,57 +158,217 @@ fn missing_pin_stops_the_script() {
     assert!(!t.0.join("models").exists());
 }
 
+/// A private copy of packaging/models with tiny synthetic archives pinned in its own SHA256SUMS,
+/// a cache holding them and a shell-script converter, so the run needs neither the network nor
+/// the machine's download cache.
+struct Synthetic {
+    script: PathBuf,
+    cache_home: PathBuf,
+    converter: PathBuf,
+}
+
+fn synthetic(t: &Temp, bin: &Path) -> Synthetic {
+    let here = t.0.join("packaging/models");
+    std::fs::create_dir_all(&here).unwrap();
+    let script = here.join("fetch.sh");
+    std::fs::copy(self::script(), &script).unwrap();
+    std::fs::copy(
+        repo().join("packaging/models/MODELS.md"),
+        here.join("MODELS.md"),
+    )
+    .unwrap();
+    let cache_home = t.0.join("cache");
+    let cache = cache_home.join("aloha/models");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut sums = String::new();
+    let sum = |p: &Path| {
+        let out = Command::new(bin.join("sha256sum")).arg(p).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    };
+    // (archive, top directory, [(member path, file name, contents)])
+    let py = "face_recognition_models-0.3.0";
+    let archives: [(&str, &str, Vec<(String, &str, &str)>); 2] = [
+        (
+            PY_ARCHIVE,
+            py,
+            vec![
+                (
+                    format!("{py}/face_recognition_models/models"),
+                    "dlib_face_recognition_resnet_model_v1.dat",
+                    "resnet",
+                ),
+                (
+                    format!("{py}/face_recognition_models/models"),
+                    "shape_predictor_5_face_landmarks.dat",
+                    "landmarks",
+                ),
+                (py.to_string(), "LICENSE", "CC0"),
+            ],
+        ),
+        (
+            NPM_ARCHIVE,
+            "package",
+            vec![
+                (
+                    "package/ONNX".to_string(),
+                    "face_detection_front_128x128_barracuda.onnx",
+                    "blazeface",
+                ),
+                ("package".to_string(), "LICENSE", "Apache-2.0"),
+            ],
+        ),
+    ];
+    let src = t.0.join("src");
+    for (archive, top, members) in &archives {
+        for (dir, name, body) in members {
+            let d = src.join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(name), body).unwrap();
+            if *name != "LICENSE" {
+                sums.push_str(&format!("{}  {name}\n", sum(&d.join(name))));
+            }
+        }
+        let out = Command::new(bin.join("tar"))
+            .env("PATH", bin)
+            .arg("-czf")
+            .arg(cache.join(archive))
+            .arg("-C")
+            .arg(&src)
+            .arg(top)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        sums.push_str(&format!("{}  {archive}\n", sum(&cache.join(archive))));
+    }
+    std::fs::write(here.join("SHA256SUMS"), sums).unwrap();
+    // The converter writes each output from its input, so a rebuilt output is the original.
+    let converter = t.0.join("convert.sh");
+    std::fs::write(
+        &converter,
+        format!(
+            "#!{}\nset -eu\n[ \"$1\" = convert ] || exit 2\n\
+             while [ $# -gt 1 ]; do case \"$1\" in\n\
+             --resnet) r=\"$2\";; --landmarks) l=\"$2\";; --blazeface) b=\"$2\";; --out) o=\"$2\";;\n\
+             esac; shift; done\nmkdir -p \"$o\"\ncp \"$r\" \"$o/dlib_face_recognition_resnet_model_v1.onnx\"\n\
+             cp \"$l\" \"$o/shape_predictor_5_face_landmarks.dat\"\ncp \"$b\" \"$o/blazeface_front_128.onnx\"\n",
+            bin.join("bash").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&converter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Synthetic {
+        script,
+        cache_home,
+        converter,
+    }
+}
+
 #[test]
 fn second_run_is_a_no_op_and_a_damaged_output_is_rebuilt() {
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .unwrap();
-    let real = home.join("aloha/models");
-    for a in [PY_ARCHIVE, NPM_ARCHIVE] {
-        assert!(
-            real.join(a).is_file(),
-            "{} is missing: run packaging/models/fetch.sh once before the tests",
-            real.join(a).display()
-        );
-    }
     let t = Temp::new("noop");
     let bin = tools(&t.0);
-    let cache = t.0.join("cache/aloha/models");
-    std::fs::create_dir_all(&cache).unwrap();
-    for a in [PY_ARCHIVE, NPM_ARCHIVE] {
-        std::os::unix::fs::symlink(real.join(a), cache.join(a)).unwrap();
-    }
+    let s = synthetic(&t, &bin);
+    let conv = s.converter.to_str().unwrap();
     let dest = t.0.join("models");
-    let conv = env!("CARGO_BIN_EXE_aloha-models");
-    let first = run(&script(), &dest, &t.0.join("cache"), &bin, Some(conv));
+    // A trailing slash names the same directory (the temp directory is a sibling of DEST).
+    let slashed = t.0.join("models/");
+    let go = |d: &Path| run(&s.script, d, &s.cache_home, &bin, Some(conv));
+    let first = go(&dest);
     assert!(first.status.success());
-    for f in [
-        "blazeface_front_128.onnx",
-        "dlib_face_recognition_resnet_model_v1.onnx",
-        "shape_predictor_5_face_landmarks.dat",
-        "MODELS.md",
-        "LICENSE-face_recognition_models",
-        "LICENSE-blazeface",
+    for (f, body) in [
+        ("blazeface_front_128.onnx", "blazeface"),
+        ("dlib_face_recognition_resnet_model_v1.onnx", "resnet"),
+        ("shape_predictor_5_face_landmarks.dat", "landmarks"),
+        ("LICENSE-face_recognition_models", "CC0"),
+        ("LICENSE-blazeface", "Apache-2.0"),
     ] {
-        assert!(std::fs::metadata(dest.join(f)).unwrap().len() > 0, "{f}");
+        assert_eq!(std::fs::read_to_string(dest.join(f)).unwrap(), body, "{f}");
     }
+    assert!(
+        std::fs::read_to_string(dest.join("MODELS.md"))
+            .unwrap()
+            .contains("Checksums of this installation")
+    );
     let onnx = dest.join("dlib_face_recognition_resnet_model_v1.onnx");
     let mtime = || std::fs::metadata(&onnx).unwrap().modified().unwrap();
     let before = mtime();
 
-    let second = run(&script(), &dest, &t.0.join("cache"), &bin, Some(conv));
+    let second = go(&slashed);
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stdout).contains("up to date"));
     assert_eq!(mtime(), before, "a second run rewrote the models");
 
-    // A damaged output is noticed and rebuilt.
-    let mut bytes = std::fs::read(&onnx).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&onnx, &bytes).unwrap();
-    let third = run(&script(), &dest, &t.0.join("cache"), &bin, Some(conv));
+    // A damaged output is noticed and rebuilt, also through a trailing slash.
+    std::fs::write(&onnx, "damaged").unwrap();
+    let third = go(&slashed);
     assert!(third.status.success());
     assert!(!String::from_utf8_lossy(&third.stdout).contains("up to date"));
-    assert_ne!(std::fs::read(&onnx).unwrap(), bytes);
+    assert_eq!(std::fs::read_to_string(&onnx).unwrap(), "resnet");
+    let siblings: Vec<_> = std::fs::read_dir(&t.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("models"))
+        .collect();
+    assert_eq!(siblings, ["models"], "temp or old directories left behind");
+    assert!(!dest.join("models.new").exists());
+
+    // A change to the script or MODELS.md is a change of output: not "up to date".
+    let md = s.script.with_file_name("MODELS.md");
+    let mut text = std::fs::read_to_string(&md).unwrap();
+    text.push_str("\nA new note.\n");
+    std::fs::write(&md, text).unwrap();
+    let fourth = go(&dest);
+    assert!(fourth.status.success());
+    assert!(!String::from_utf8_lossy(&fourth.stdout).contains("up to date"));
+    assert!(
+        std::fs::read_to_string(dest.join("MODELS.md"))
+            .unwrap()
+            .contains("A new note.")
+    );
+    let mut script = std::fs::read_to_string(&s.script).unwrap();
+    script.push_str("\n# a changed script\n");
+    std::fs::write(&s.script, script).unwrap();
+    let fifth = go(&dest);
+    assert!(fifth.status.success());
+    assert!(!String::from_utf8_lossy(&fifth.stdout).contains("up to date"));
+    assert!(go(&dest).status.success());
+
+    // A damaged cached archive is named and dropped; without pip it cannot come back.
+    std::fs::write(
+        s.cache_home.join("aloha/models").join(PY_ARCHIVE),
+        "damaged",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(s.cache_home.join("aloha/models/extracted")).unwrap();
+    std::fs::write(&onnx, "damaged").unwrap();
+    let sixth = go(&dest);
+    assert!(!sixth.status.success());
+    assert!(String::from_utf8_lossy(&sixth.stdout).contains(&format!(
+        "cached {PY_ARCHIVE} does not have the pinned SHA-256"
+    )));
+    assert!(!s.cache_home.join("aloha/models").join(PY_ARCHIVE).exists());
+    assert_eq!(
+        std::fs::read_to_string(&onnx).unwrap(),
+        "damaged",
+        "a failed run kept DEST as it was"
+    );
+}
+
+#[test]
+fn missing_converter_sources_are_named() {
+    let t = Temp::new("sources");
+    let bin = tools(&t.0);
+    let s = synthetic(&t, &bin);
+    // No ALOHA_MODELS_CONVERTER and no repository around the copied script.
+    let out = run(&s.script, &t.0.join("models"), &s.cache_home, &bin, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("converter sources not found under")
+            && stderr.contains("set ALOHA_MODELS_CONVERTER"),
+        "{stderr}"
+    );
+    assert!(!t.0.join("models").exists());
 }
