@@ -186,9 +186,11 @@ fn synthetic(t: &Temp, bin: &Path) -> Synthetic {
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()[..64].to_string()
     };
-    // (archive, top directory, [(member path, file name, contents)])
+    // (member directory, file name, contents)
+    type Member<'a> = (String, &'a str, &'a str);
     let py = "face_recognition_models-0.3.0";
-    let archives: [(&str, &str, Vec<(String, &str, &str)>); 2] = [
+    // (archive, top directory, members)
+    let archives: [(&str, &str, Vec<Member>); 2] = [
         (
             PY_ARCHIVE,
             py,
