@@ -314,7 +314,8 @@ fn kill9_mid_attempt_never_yields_a_free_guess(kind: Kind) {
         .daemon
         .state_dir()
         .join("private/users/nobody/attempts.json");
-    for round in 0..5 {
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
         let before = std::fs::read_to_string(&attempts).unwrap();
         assert!(before.contains("\"failures\": 0"), "{before}");
         let mut child = std::process::Command::new(aloha_tests::build::artifact("aloha"))
@@ -345,22 +346,23 @@ fn kill9_mid_attempt_never_yields_a_free_guess(kind: Kind) {
             std::thread::sleep(Duration::from_micros(200));
         }
         let tpm_pid = f.swtpm.as_ref().and_then(|t| t.pid());
-        let signal = |sig| {
-            if let Some(p) = tpm_pid {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), sig).unwrap();
-            }
-        };
-        signal(nix::sys::signal::Signal::SIGSTOP);
-        f.daemon.kill9();
-        signal(nix::sys::signal::Signal::SIGCONT);
+        {
+            // Frozen only while alohad is killed; resumed even if the kill panics.
+            let _frozen = tpm_pid.map(Frozen::stop);
+            f.daemon.kill9();
+        }
+        // What the dead daemon left: the reset is written before the reply, so a kill between
+        // the two leaves 0 on disk and the CLI without its signature.
+        let on_disk = std::fs::read_to_string(&attempts).unwrap();
         let cli = child.wait().unwrap();
         f.daemon.spawn();
-        if cli.success() {
+        if on_disk.contains("\"failures\": 0") {
             // The attempt was done (and the count reset) before the kill: no proof either way.
-            eprintln!("round {round}: the attempt finished before the kill; again");
+            eprintln!("round {round}: the attempt finished before the kill ({cli:?}); again");
             assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
             continue;
         }
+        assert!(on_disk.contains("\"failures\": 1"), "{on_disk}");
         assert_eq!(cli.code(), Some(3), "the CLI saw alohad die: {cli:?}");
         assert_eq!(
             status(&f, "nobody")["failed_attempts"],
@@ -371,7 +373,24 @@ fn kill9_mid_attempt_never_yields_a_free_guess(kind: Kind) {
         assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
         return;
     }
-    panic!("no attempt was caught in flight in 5 rounds");
+    panic!("no attempt was caught in flight in {ROUNDS} rounds");
+}
+
+/// A process held with SIGSTOP until this is dropped.
+struct Frozen(nix::unistd::Pid);
+
+impl Frozen {
+    fn stop(pid: u32) -> Self {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 both!(kill9_mid_attempt_never_yields_a_free_guess);
@@ -621,14 +640,18 @@ fn bad_clients_get_a_clear_error_and_cost_nothing() {
     verify_nobody(&f, PIN).ok();
 }
 
-/// The frame deadline of the daemon in the stalled-client test: short, so the test is quick,
-/// but long enough that the well-behaved client is served well inside it.
-const STALL_IO_TIMEOUT: Duration = Duration::from_secs(4);
+/// The frame deadline of the daemon in the stalled-client test: long enough that a loaded
+/// machine serves the well-behaved client (Argon2id and all) while the stalled ones are held.
+const STALL_IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_silent_client_neither_stalls_others_nor_lives_forever() {
     let f = Fixture::start(Kind::Software, |o| {
-        o.daemon_extra = format!("io_timeout_ms = {}\n", STALL_IO_TIMEOUT.as_millis());
+        // Room for the three stalled connections and the CLI's own above the per-uid limit.
+        o.daemon_extra = format!(
+            "io_timeout_ms = {}\nmax_connections_per_uid = 8\n",
+            STALL_IO_TIMEOUT.as_millis()
+        );
     });
     enrol_nobody(&f);
     // Stalled clients, connected (and so accepted) before the well-behaved one: one says
@@ -658,12 +681,8 @@ fn a_silent_client_neither_stalls_others_nor_lives_forever() {
             "the {name} client was dropped before another client was served ({served_in:?})"
         );
     }
-    assert!(
-        served_in < STALL_IO_TIMEOUT,
-        "served only after {served_in:?}, not within the {STALL_IO_TIMEOUT:?} deadline the \
-         stalled clients hold"
-    );
-    // And the stalled ones are dropped after the frame deadline: EOF, not a timeout of ours.
+    // And the stalled ones are dropped after the frame deadline: EOF, not a timeout of ours
+    // (which is only a hang guard).
     for (name, s) in [
         ("silent", &mut silent),
         ("in_header", &mut in_header),
