@@ -170,3 +170,57 @@ fn production_defaults_reject_the_references_own_held_out_pair() {
         })
     );
 }
+
+#[test]
+fn unusable_frames_do_not_count_and_say_why() {
+    // The enrolled man with a lax target, so his own frame matches; an attempt of T = K frames.
+    let cfg = FaceConfig {
+        model_dir: models::dev_dir(),
+        target_far: 1e-2,
+        max_attempt_frames: FaceConfig::default().window_frames,
+        ..FaceConfig::default()
+    };
+    let engine = Engine::with_config(&cfg).unwrap();
+    let obama = engine
+        .analyze(&aloha_face::Frame::load(&file("obama")).unwrap())
+        .unwrap();
+    let mut set = ProfileSet::new("barack");
+    let settings = EnrolSettings {
+        min_frames: 1,
+        max_frames: 1,
+        min_pose_spread: 0.0,
+    };
+    set.upsert(Profile::enrol("default", std::slice::from_ref(&obama), &settings).unwrap());
+    let dc = DeciderConfig::from_face(&cfg, 1);
+    assert_eq!(dc.max_frames, cfg.window_frames);
+    let mut d = Decider::new(dc);
+    let blank = aloha_face::Frame::gray8(320, 240, vec![0u8; 320 * 240]).unwrap();
+    let bad = engine.analyze(&blank);
+    assert!(bad.is_err());
+    // More unusable frames than the attempt may compare: each says why, none counts.
+    for _ in 0..dc.max_frames + 2 {
+        let r = d.push(&bad, &set);
+        assert!(
+            !r.accepted && r.score.is_nan() && r.profile.is_none(),
+            "{r:?}"
+        );
+        assert!(
+            matches!(
+                r.reason,
+                Some(RejectReason::BadFrame(aloha_face::RejectKind::NoFace, _))
+            ),
+            "{r:?}"
+        );
+        assert_eq!(d.compared(), 0, "an unusable frame counted toward T");
+    }
+    // The good frames that follow are still compared and accepted on the M-th.
+    let good = Ok(obama);
+    for i in 1..cfg.match_frames {
+        let r = d.push(&good, &set);
+        assert!(!r.accepted, "{r:?}");
+        assert_eq!(d.compared(), i);
+    }
+    let r = d.push(&good, &set);
+    assert!(r.accepted && r.reason.is_none(), "{r:?}");
+    assert_eq!(d.compared(), cfg.match_frames);
+}
