@@ -101,9 +101,19 @@ pub fn normal_cdf(x: f64) -> f64 {
     0.5 * erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// Distance threshold at per-comparison false-accept rate `f`.
+/// Distance threshold at per-comparison false-accept rate `f`. A settings value that makes no
+/// sense (NaN, a negative rate, a non-finite cap, a non-positive slope) gives "never accept"
+/// (negative infinity), never the loosest threshold: the fields are public and unchecked here.
 pub fn threshold_at(model: &ThresholdModel, f: f64) -> f64 {
-    (model.intercept + model.slope * probit(f)).min(model.max_threshold)
+    let sane = f >= 0.0
+        && model.intercept.is_finite()
+        && model.slope > 0.0
+        && model.max_threshold.is_finite();
+    let t = model.intercept + model.slope * probit(f);
+    if !sane || t.is_nan() {
+        return f64::NEG_INFINITY;
+    }
+    t.min(model.max_threshold)
 }
 
 /// Decision settings.
@@ -200,11 +210,12 @@ impl std::fmt::Display for RejectReason {
 pub struct Decision {
     /// True when M of the last K good frames matched.
     pub accepted: bool,
-    /// Distance of this frame to the closest profile (NaN when the frame was unusable).
+    /// Distance of this frame to the nearest enrolled descriptor over all profiles. NaN when
+    /// no comparison was made: an unusable frame, no profile, or past the frame limit.
     pub score: f64,
     /// Threshold in force.
     pub threshold: f64,
-    /// Label of the closest profile.
+    /// Label of the profile holding the nearest descriptor (None when no comparison was made).
     pub profile: Option<String>,
     /// Why not accepted (None when accepted).
     pub reason: Option<RejectReason>,
@@ -259,8 +270,9 @@ impl Decider {
 
     /// Feeds a precomputed best distance (and its profile label) of a good frame, for a user
     /// with `references` enrolled descriptors. Past `max_frames` compared frames the frame is
-    /// refused without comparing it (start a new attempt).
-    pub fn push_score(&mut self, best: Option<(f64, String)>, references: usize) -> Decision {
+    /// refused without comparing it (start a new attempt). Private: `references` must be the
+    /// profile set's, which [`Decider::push`] guarantees (a smaller R would loosen the threshold).
+    fn push_score(&mut self, best: Option<(f64, String)>, references: usize) -> Decision {
         let threshold = self.config.threshold(references);
         let Some((score, label)) = best else {
             return Decision {
@@ -361,6 +373,51 @@ mod tests {
             ..cfg(1, 1, 1)
         };
         assert_eq!(lax.threshold(1), 0.6);
+    }
+
+    #[test]
+    fn nonsense_settings_never_accept() {
+        let nan_target = DeciderConfig {
+            target_far: f64::NAN,
+            ..cfg(1, 1, 1)
+        };
+        assert_eq!(nan_target.threshold(1), f64::NEG_INFINITY);
+        let mut d = Decider::new(nan_target);
+        let r = d.push_score(Some((0.0, "default".to_string())), 1);
+        assert!(
+            !r.accepted && r.reason == Some(RejectReason::NoMatch),
+            "{r:?}"
+        );
+        let base = cfg(1, 1, 1).model;
+        for model in [
+            ThresholdModel {
+                max_threshold: f64::NAN,
+                ..base
+            },
+            ThresholdModel {
+                max_threshold: f64::INFINITY,
+                ..base
+            },
+            ThresholdModel {
+                intercept: f64::NAN,
+                ..base
+            },
+            ThresholdModel {
+                slope: f64::NAN,
+                ..base
+            },
+            ThresholdModel {
+                slope: -0.08,
+                ..base
+            },
+        ] {
+            assert_eq!(threshold_at(&model, 1e-7), f64::NEG_INFINITY, "{model:?}");
+        }
+        assert_eq!(threshold_at(&base, -1.0), f64::NEG_INFINITY);
+        assert_eq!(threshold_at(&base, f64::NAN), f64::NEG_INFINITY);
+        // A sane model still gives a finite threshold under the cap.
+        let t = threshold_at(&base, 1e-7);
+        assert!(t.is_finite() && t < base.max_threshold, "{t}");
     }
 
     #[test]
