@@ -2,7 +2,7 @@
 //! impostor tail that the decision thresholds come from. Used by `aloha-eval`.
 
 use crate::decide::probit;
-use crate::profile::Descriptor;
+use crate::profile::{Descriptor, Profile};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
@@ -64,6 +64,10 @@ pub struct Scores {
 /// attempts, and every good image of every other identity is an impostor attempt; repeated
 /// for each seed.
 pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) -> Scores {
+    if enrol == 0 {
+        // Nothing enrolled: no profile to score against.
+        return Scores::default();
+    }
     let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in samples.iter().enumerate() {
         if s.descriptor.is_some() {
@@ -85,23 +89,19 @@ pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) 
             rng.shuffle(&mut order);
             let mut refs: Vec<usize> = order[..enrol].to_vec();
             refs.sort_unstable();
-            let enrolled: Vec<&Descriptor> = refs
-                .iter()
-                .filter_map(|&i| samples[i].descriptor.as_ref())
-                .collect();
-            // As a profile compares: the smallest distance to any enrolled descriptor.
-            let score = |d: &Descriptor| {
-                enrolled
+            // Scored as a profile compares (Profile::distance: the nearest enrolled descriptor).
+            // `by_id` holds only images with a descriptor, so every ref has one.
+            let profile = Profile {
+                label: String::new(),
+                descriptors: refs
                     .iter()
-                    .map(|e| f64::from(e.distance(d)))
-                    .fold(f64::INFINITY, f64::min)
+                    .filter_map(|&i| samples[i].descriptor.clone())
+                    .collect(),
             };
-            if enrolled.is_empty() {
-                continue;
-            }
+            let score = |d: &Descriptor| profile.distance(d).map(f64::from);
             for &p in &order[enrol..enrol + verify] {
-                if let Some(d) = &samples[p].descriptor {
-                    out.genuine.push(score(d));
+                if let Some(score) = samples[p].descriptor.as_ref().and_then(score) {
+                    out.genuine.push(score);
                     uniq_gen.insert((refs.clone(), p));
                 }
             }
@@ -110,8 +110,8 @@ pub fn protocol(samples: &[Sample], enrol: usize, verify: usize, seeds: &[u64]) 
                     continue;
                 }
                 for &p in oimgs {
-                    if let Some(d) = &samples[p].descriptor {
-                        out.impostor.push(score(d));
+                    if let Some(score) = samples[p].descriptor.as_ref().and_then(score) {
+                        out.impostor.push(score);
                         if enrol == 1 {
                             // Symmetric: (a, b) and (b, a) are the same image pair.
                             let (a, b) = (refs[0].min(p), refs[0].max(p));
@@ -402,6 +402,10 @@ mod tests {
             "{:?}",
             k.genuine
         );
+        // Enrolling nothing scores nothing (rather than infinite distances).
+        let none = protocol(&v, 0, 2, &[1]);
+        assert!(none.genuine.is_empty() && none.impostor.is_empty());
+        assert_eq!(none.identities_used, 0);
     }
 
     #[test]
