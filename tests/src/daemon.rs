@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -268,6 +268,12 @@ impl Run {
     }
 }
 
+/// How long [`run_with_stdin`] lets a command run: far beyond any real run, so only a hang
+/// (a child blocked on a full pipe or socket) reaches it.
+pub const HANG_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Run `cmd` with `stdin`; a command still running after [`HANG_TIMEOUT`] is killed and the
+/// test fails with what it printed.
 pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Run {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -275,16 +281,44 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let read_all = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read_all(child.stderr.take().map(|p| Box::new(p) as _));
     // A child that fails before reading its input (`aloha verify` for a user without a key)
     // may exit before this write: that is its answer, not a harness failure.
-    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+    let mut input = child.stdin.take().unwrap();
+    match input.write_all(stdin.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         other => other.unwrap(),
     }
-    let out: Output = child.wait_with_output().unwrap();
+    drop(input);
+    let deadline = Instant::now() + HANG_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} hung for {HANG_TIMEOUT:?}; killed.\nstdout:\n{}\nstderr:\n{}",
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }

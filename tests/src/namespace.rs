@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// Directories overlaid in the namespace, when they exist. /dev is handled separately.
 pub const OVERLAID: &[&str] = &["/etc", "/var/log", "/var/lib/sudo", "/run/sudo"];
@@ -512,14 +512,46 @@ pub struct ScenarioRun {
     pub stray: Vec<String>,
 }
 
-/// Run a scenario binary that enters a [`PrivateSystem`], prints `{"mnt_ns": N}`, waits for a
-/// line on stdin and ends by printing one JSON report line (see `src/bin/shipped-pam-scenario.rs`).
-/// The namespace is held open until the child has exited, so that its id cannot be reused while
-/// we look for processes left in it. Panics with the child's stderr if it fails or hangs.
+/// A scenario child: whatever way [`run_scenario`] leaves (a failed assert included), the child
+/// is killed and reaped, and anything left in its namespace is ended by pid, while the handle
+/// still holds that namespace (so its id is not reused meanwhile).
+struct ScenarioChild {
+    child: Child,
+    /// The child's namespace, once known, and a handle that keeps it alive.
+    ns: Option<(u64, fs::File)>,
+    /// What was ended in it, once [`ScenarioChild::finish`] ran.
+    stray: Option<Vec<String>>,
+}
+
+impl ScenarioChild {
+    fn finish(&mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stray = self.stray.get_or_insert_with(|| {
+            self.ns
+                .as_ref()
+                .map(|(ns, _)| end_strays(*ns, None))
+                .unwrap_or_default()
+        });
+        stray.clone()
+    }
+}
+
+impl Drop for ScenarioChild {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Run a scenario binary that enters a [`PrivateSystem`], prints `{"mnt_ns": N}`, waits for
+/// `go` on stdin (and exits 2 without it) and ends by printing one JSON report line (see
+/// `src/bin/shipped-pam-scenario.rs`). The namespace is held open until the child has exited,
+/// so that its id cannot be reused while we look for processes left in it. Panics with the
+/// child's stderr if it fails or hangs.
 pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> ScenarioRun {
     use std::io::BufRead;
     use std::time::Instant;
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .args(args)
         .env("ALOHA_TESTS_NO_BUILD", "1")
         .env(crate::build::PROFILE_DIR_ENV, crate::build::profile_dir())
@@ -528,9 +560,14 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
-    let pid = child.id();
+    let mut child = ScenarioChild {
+        child,
+        ns: None,
+        stray: None,
+    };
+    let pid = child.child.id();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().expect("stdout");
+    let stdout = child.child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         for line in io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -539,7 +576,7 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
             }
         }
     });
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let mut stderr_pipe = child.child.stderr.take().expect("stderr");
     let stderr_reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = stderr_pipe.read_to_string(&mut s);
@@ -547,8 +584,7 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
     });
     let deadline = Instant::now() + timeout;
     let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
-        let _ = child.kill();
-        let _ = child.wait();
+        child.finish();
         panic!(
             "the scenario printed no namespace:\n{}",
             stderr_reader.join().unwrap_or_default()
@@ -557,35 +593,32 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
     let v: serde_json::Value = serde_json::from_str(&first).expect("first line is {\"mnt_ns\": N}");
     let ns = v["mnt_ns"].as_u64().expect("mnt_ns");
     let handle = fs::File::open(format!("/proc/{pid}/ns/mnt")).expect("open the child's namespace");
-    assert_eq!(
-        handle.metadata().expect("ns").ino(),
-        ns,
-        "the child reported another namespace"
-    );
+    let held = handle.metadata().expect("ns").ino();
+    child.ns = Some((held, handle));
+    assert_eq!(held, ns, "the child reported another namespace");
     assert_ne!(
         Some(ns),
         mount_namespace(None).ok(),
         "the scenario did not leave the test's mount namespace"
     );
     child
+        .child
         .stdin
         .take()
         .expect("stdin")
         .write_all(b"go\n")
         .expect("tell the scenario to go on");
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.child.try_wait().expect("wait") {
             break Some(status);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let stray = end_strays(ns, None);
-    drop(handle);
+    let stray = child.finish();
+    drop(child);
     let stderr = stderr_reader.join().unwrap_or_default();
     let lines: Vec<String> = rx.try_iter().collect();
     let _ = reader.join();
@@ -604,5 +637,20 @@ pub fn run_scenario(exe: &Path, args: &[&str], timeout: std::time::Duration) -> 
         report,
         stderr,
         stray,
+    }
+}
+
+/// For a scenario binary: read the caller's `go` (see [`run_scenario`]). Anything else —
+/// EOF because the caller gave up, or another line — is an error: the scenario must not go on.
+pub fn wait_for_go() -> io::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim_end() == "go" {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "expected \"go\" from the caller, got {line:?}"
+        )))
     }
 }

@@ -11,9 +11,10 @@
 //!    the right one, then `aloha verify`;
 //! 4. prints one JSON object with what happened. It asserts nothing: the test does.
 //!
-//! Exit status 0 when the steps ran (whatever they showed), 2 when setup failed.
+//! Exit status 0 when the steps ran (whatever they showed), 2 when setup failed or the caller
+//! did not say `go` (the private system is dropped first, so its temp dir goes too).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 use aloha_tests::build::workspace_root;
@@ -30,6 +31,11 @@ const PIN: &str = "51827364";
 fn die(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("shipped-pam-scenario: {what}: {e}");
     std::process::exit(2);
+}
+
+/// A failed step, for `?`: what it was and why.
+fn step<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
 }
 
 fn record(run: &Run) -> Value {
@@ -60,18 +66,27 @@ fn files(dir: &Path) -> Vec<String> {
 fn main() {
     // First, while the process still has one thread.
     let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
-    let ns = namespace::mount_namespace(None).unwrap_or_else(|e| die("namespace id", e));
+    // `run` owns everything it sets up, so a failed step drops it before the exit.
+    if let Err(e) = run(&system) {
+        drop(system);
+        die("setup", e);
+    }
+    drop(system);
+}
+
+fn run(system: &PrivateSystem) -> Result<(), String> {
+    let ns = namespace::mount_namespace(None).map_err(step("namespace id"))?;
     println!("{}", json!({ "mnt_ns": ns }));
     let _ = std::io::stdout().flush();
-    let _ = std::io::stdin().lock().read_line(&mut String::new());
+    namespace::wait_for_go().map_err(step("stdin"))?;
 
     let uid = system
         .add_user(USER, Some(PASSWORD))
-        .unwrap_or_else(|e| die("add user", e));
-    system.check().unwrap_or_else(|e| die("overlay", e));
+        .map_err(step("add user"))?;
+    system.check().map_err(step("overlay"))?;
     let shipped = workspace_root().join("packaging/pam/aloha");
     std::fs::copy(&shipped, "/etc/pam.d/aloha")
-        .unwrap_or_else(|e| die("install the shipped /etc/pam.d/aloha", e));
+        .map_err(step("install the shipped /etc/pam.d/aloha"))?;
 
     let fixture = Fixture::start(Kind::Software, |o| o.system_password_service = true);
     let d = &fixture.daemon;
@@ -108,6 +123,6 @@ fn main() {
         "alohad_log": log,
         "stray": stray,
     });
-    drop(system);
     println!("{report}");
+    Ok(())
 }

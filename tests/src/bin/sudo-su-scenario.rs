@@ -12,9 +12,10 @@
 //! 4. prints one JSON object with what happened (exit codes, prompts, transcripts, syslog
 //!    lines, stray processes). It asserts nothing: the test does.
 //!
-//! Exit status 0 when the scenarios ran (whatever they showed), 2 when setup failed.
+//! Exit status 0 when the scenarios ran (whatever they showed), 2 when setup failed or the
+//! caller did not say `go` (the private system is dropped first, so its temp dir goes too).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(40);
 fn die(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("sudo-su-scenario: {what}: {e}");
     std::process::exit(2);
+}
+
+/// A failed step, for `?`: what it was and why.
+fn step<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
 }
 
 /// The command line of one run.
@@ -128,6 +134,16 @@ impl Env<'_> {
 fn main() {
     // First, while the process still has one thread.
     let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
+    // `run` owns everything it sets up, so a failed step drops it (and the private system is
+    // dropped here) before the exit.
+    if let Err(e) = run(&system) {
+        drop(system);
+        die("setup", e);
+    }
+    drop(system);
+}
+
+fn run(system: &PrivateSystem) -> Result<(), String> {
     let kind = match std::env::args()
         .skip_while(|a| a != "--kind")
         .nth(1)
@@ -135,19 +151,19 @@ fn main() {
     {
         Some("software") | None => Kind::Software,
         Some("tpm") => Kind::Tpm,
-        Some(other) => die("--kind", format!("unknown kind {other:?}")),
+        Some(other) => return Err(format!("--kind: unknown kind {other:?}")),
     };
-    let ns = namespace::mount_namespace(None).unwrap_or_else(|e| die("namespace id", e));
+    let ns = namespace::mount_namespace(None).map_err(step("namespace id"))?;
     println!("{}", json!({ "mnt_ns": ns }));
     let _ = std::io::stdout().flush();
-    // Wait until the caller holds the namespace; EOF (no caller) also goes on.
-    let _ = std::io::stdin().lock().read_line(&mut String::new());
+    // Wait until the caller holds the namespace.
+    namespace::wait_for_go().map_err(step("stdin"))?;
 
     let started = Instant::now();
     let syslog = system
         .free_dev_log()
         .and_then(|p| Syslog::bind(&p))
-        .unwrap_or_else(|e| die("bind /dev/log", e));
+        .map_err(step("bind /dev/log"))?;
     for (user, password) in [
         (PIN_USER, PASSWORD),
         (NOPIN_USER, NOPIN_PASSWORD),
@@ -155,7 +171,7 @@ fn main() {
     ] {
         system
             .add_user(user, Some(password))
-            .unwrap_or_else(|e| die("add user", e));
+            .map_err(step("add user"))?;
     }
     // No cached credentials, no lecture, no mail; sudo's default 3 password tries stay.
     system
@@ -166,7 +182,7 @@ fn main() {
                  {PIN_USER} ALL=(root) ALL\n{NOPIN_USER} ALL=(root) ALL\n"
             ),
         )
-        .unwrap_or_else(|e| die("sudoers", e));
+        .map_err(step("sudoers"))?;
 
     let mut fixture = Fixture::start(kind, |_| {});
     let enrol = fixture.daemon.aloha(
@@ -174,7 +190,7 @@ fn main() {
         &format!("{PIN}\n"),
     );
     if enrol.code != 0 {
-        die("aloha pin set", format!("{enrol:?}"));
+        return Err(format!("aloha pin set: {enrol:?}"));
     }
     let module = artifact("libpam_aloha.so");
     let line = format!(
@@ -185,7 +201,7 @@ fn main() {
     for service in ["sudo", "su"] {
         system
             .pam_insert_before(service, "@include common-auth", &line)
-            .unwrap_or_else(|e| die("pam.d", e));
+            .map_err(step("pam.d"))?;
     }
     let setup_syslog = syslog.drain().len();
 
@@ -275,6 +291,6 @@ fn main() {
         "stray": stray,
         "elapsed_ms": started.elapsed().as_millis() as u64,
     });
-    drop(system);
     println!("{report}");
+    Ok(())
 }
