@@ -22,8 +22,20 @@ pub const MAX_DESCRIPTORS: usize = 256;
 /// Longest profile label in bytes.
 pub const MAX_LABEL_BYTES: usize = 64;
 
+/// Invisible Unicode format characters (general category Cf) that could make a label look
+/// like another: the bidirectional controls and overrides, zero-width characters, the
+/// invisible operators, the byte-order mark and the interlinear annotation marks.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 fn check_label(label: &str) -> Result<()> {
-    if label.is_empty() || label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
+    if label.is_empty()
+        || label.len() > MAX_LABEL_BYTES
+        || label.chars().any(|c| c.is_control() || is_format(c))
+    {
         return Err(FaceError::Profile(format!(
             "a profile label must be 1–{MAX_LABEL_BYTES} bytes of printable characters, got {:?}",
             label.chars().take(80).collect::<String>()
@@ -238,7 +250,8 @@ impl ProfileSet {
         self.profiles.iter().map(|p| p.descriptors.len()).sum()
     }
 
-    /// Checks what `open` would refuse, so a set that seals also opens.
+    /// The limits both `seal` and `open` enforce, so a set that seals also opens and one that
+    /// opens also seals again.
     fn check_limits(&self) -> Result<()> {
         if self.profiles.len() > MAX_PROFILES {
             return Err(FaceError::Profile(format!(
@@ -326,16 +339,22 @@ impl ProfileSet {
         if pos != b.len() {
             return Err(bad("trailing bytes"));
         }
-        Ok(Self {
+        let set = Self {
             user: user.into(),
             profiles,
-        })
+        };
+        set.check_limits()?;
+        Ok(set)
     }
 
     /// Encrypts the set for storage. Refuses a set that [`ProfileSet::open`] would refuse
     /// (more than 64 profiles or 256 descriptors per profile, a bad label, a non-finite value).
     pub fn seal(&self, key: &ProfileKey) -> Result<Vec<u8>> {
         self.check_limits()?;
+        self.seal_unchecked(key)
+    }
+
+    fn seal_unchecked(&self, key: &ProfileKey) -> Result<Vec<u8>> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce)
             .map_err(|e| FaceError::Profile(format!("no randomness from the OS: {e}")))?;
@@ -545,5 +564,39 @@ mod tests {
         nan.upsert(profile("default", 1));
         nan.profiles[0].descriptors[0].0[5] = f32::NAN;
         assert!(nan.seal(&key).is_err());
+    }
+
+    #[test]
+    fn labels_with_invisible_format_characters_neither_seal_nor_open() {
+        let key = ProfileKey::new([4; 32]);
+        for label in [
+            "ok\u{202E}txt",
+            "a\u{200B}b",
+            "\u{2066}x",
+            "x\u{FEFF}",
+            "tab\there",
+        ] {
+            let mut s = ProfileSet::new("alice");
+            s.upsert(Profile {
+                label: label.into(),
+                descriptors: vec![desc(1)],
+            });
+            let e = s.seal(&key).unwrap_err().to_string();
+            assert!(e.contains("printable"), "{label:?}: {e}");
+            // A file written without the check (an older alohad) does not open either, so
+            // every set that opens seals again.
+            let sealed = s.seal_unchecked(&key).unwrap();
+            let e = ProfileSet::open("alice", &sealed, &key)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("printable"), "{label:?}: {e}");
+        }
+        let mut fine = ProfileSet::new("alice");
+        fine.upsert(Profile {
+            label: "Brille – glasses 👓".into(),
+            descriptors: vec![desc(1)],
+        });
+        let sealed = fine.seal(&key).unwrap();
+        assert_eq!(ProfileSet::open("alice", &sealed, &key).unwrap(), fine);
     }
 }
