@@ -38,12 +38,15 @@ pub struct FaceConfig {
     pub window_frames: usize,
     /// Most good frames one sign-in attempt compares (T ≥ K); later frames are refused and
     /// the attempt ends without a match. The false-accept bound counts all T frames, so a
-    /// larger T tightens the threshold. Default `10` (about half a second of a 30 fps camera
+    /// larger T tightens the threshold. Default `10` (a third of a second of a 30 fps camera
     /// when every frame is good).
     pub max_attempt_frames: usize,
     /// Fitted impostor-tail model the thresholds come from (see `docs/face-accuracy.md`).
     pub threshold_model: ThresholdModel,
 }
+
+/// The largest `max_threshold` a configuration may set.
+pub const MAX_THRESHOLD_LIMIT: f64 = 0.6;
 
 /// Lower tail of the impostor distance distribution, fitted as a normal quantile line:
 /// the distance below which a fraction `f` of impostor comparisons fall is
@@ -135,8 +138,17 @@ impl FaceConfig {
             ));
         }
         let t = &self.threshold_model;
-        if !(t.slope > 0.0 && t.max_threshold > 0.0 && t.intercept.is_finite()) {
-            return bad("face.threshold_model needs a positive slope and max_threshold".into());
+        if !(t.slope.is_finite() && t.slope > 0.0 && t.intercept.is_finite()) {
+            return bad(
+                "face.threshold_model needs a finite intercept and a positive slope".into(),
+            );
+        }
+        // dlib's own same-person threshold; past it the cap would accept most impostors.
+        if !(t.max_threshold > 0.0 && t.max_threshold <= MAX_THRESHOLD_LIMIT) {
+            return bad(format!(
+                "face.threshold_model.max_threshold = {} must be in (0, {MAX_THRESHOLD_LIMIT}]",
+                t.max_threshold
+            ));
         }
         Ok(())
     }
@@ -160,5 +172,21 @@ mod tests {
         let c: FaceConfig = serde_json::from_str(r#"{"max_attempt_frames": 2}"#).unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("face.max_attempt_frames"), "{e}");
+        for cap in ["0.61", "0", "-1"] {
+            let c: FaceConfig = serde_json::from_str(&format!(
+                r#"{{"threshold_model": {{"intercept": 0.76, "slope": 0.11, "max_threshold": {cap}}}}}"#
+            ))
+            .unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("max_threshold"), "{cap}: {e}");
+        }
+        let c = FaceConfig {
+            threshold_model: ThresholdModel {
+                max_threshold: MAX_THRESHOLD_LIMIT,
+                ..ThresholdModel::default()
+            },
+            ..FaceConfig::default()
+        };
+        c.validate().unwrap();
     }
 }
