@@ -199,6 +199,21 @@ impl Drop for Fixture {
     }
 }
 
+/// A temp dir removed when dropped, a failed assert included.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        TempDir(temp_dir())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn temp_dir() -> PathBuf {
     let mut b = [0u8; 6];
     getrandom::fill(&mut b).unwrap();
@@ -1288,7 +1303,7 @@ impl KeyBackend for Rendezvous {
 
 #[test]
 fn software_vault_sign_ins_of_different_users_run_side_by_side() {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let inside = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
     let met = Arc::new(AtomicU64::new(0));
     let (i2, m2) = (inside.clone(), met.clone());
@@ -1296,7 +1311,7 @@ fn software_vault_sign_ins_of_different_users_run_side_by_side() {
     config.tpm.backend = BackendChoice::Software;
     let service = Arc::new(Service::new(Parts {
         config,
-        store: Store::open_unlocked(&dir).unwrap(),
+        store: Store::open_unlocked(&dir.0).unwrap(),
         software: Box::new(move || {
             Box::new(Rendezvous {
                 inner: fast_vault(),
@@ -1348,14 +1363,16 @@ fn software_vault_sign_ins_of_different_users_run_side_by_side() {
         2,
         "both were inside the vault at once"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A software vault that counts how many are inside it at once.
+/// A software vault that, once inside, waits a while for a second caller to come in too:
+/// with one slot none may, so every wait runs out.
 struct Counting {
     inner: SoftwareVault,
-    inside: Arc<AtomicU64>,
-    most: Arc<AtomicU64>,
+    inside: Arc<(Mutex<usize>, std::sync::Condvar)>,
+    /// Sign calls that waited in vain (stayed alone), and those that met another inside.
+    alone: Arc<AtomicU64>,
+    met: Arc<AtomicU64>,
 }
 
 impl KeyBackend for Counting {
@@ -1371,13 +1388,23 @@ impl KeyBackend for Counting {
         auth: &AuthValue,
         digest: &[u8; 32],
     ) -> Result<[u8; 64], BackendError> {
-        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(now, Ordering::SeqCst);
-        // Long enough for the other threads to pile up behind the slot.
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        let r = self.inner.sign(blob, auth, digest);
-        self.inside.fetch_sub(1, Ordering::SeqCst);
-        r
+        let (count, cv) = &*self.inside;
+        let mut n = lock(count);
+        *n += 1;
+        cv.notify_all();
+        // The other callers are already queued (they started together): without the slot
+        // one of them would be in here well within this wait.
+        let (mut n, waited) = cv
+            .wait_timeout_while(n, std::time::Duration::from_millis(300), |n| *n < 2)
+            .unwrap();
+        if waited.timed_out() {
+            self.alone.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.met.fetch_add(1, Ordering::SeqCst);
+        }
+        *n -= 1;
+        drop(n);
+        self.inner.sign(blob, auth, digest)
     }
     fn change_auth(
         &mut self,
@@ -1394,20 +1421,22 @@ impl KeyBackend for Counting {
 
 #[test]
 fn software_vault_runs_are_bounded_by_the_slots() {
-    let dir = temp_dir();
-    let inside = Arc::new(AtomicU64::new(0));
-    let most = Arc::new(AtomicU64::new(0));
-    let (i2, m2) = (inside.clone(), most.clone());
+    let dir = TempDir::new();
+    let inside = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+    let alone = Arc::new(AtomicU64::new(0));
+    let met = Arc::new(AtomicU64::new(0));
+    let (i2, a2, m2) = (inside.clone(), alone.clone(), met.clone());
     let mut config = Config::default();
     config.tpm.backend = BackendChoice::Software;
     let service = Arc::new(Service::new(Parts {
         config,
-        store: Store::open_unlocked(&dir).unwrap(),
+        store: Store::open_unlocked(&dir.0).unwrap(),
         software: Box::new(move || {
             Box::new(Counting {
                 inner: fast_vault(),
                 inside: i2.clone(),
-                most: m2.clone(),
+                alone: a2.clone(),
+                met: m2.clone(),
             })
         }),
         argon2_slots: 1,
@@ -1428,34 +1457,37 @@ fn software_vault_runs_are_bounded_by_the_slots() {
         );
         assert!(matches!(r, Response::Done { .. }), "{r:?}");
     }
-    let threads: Vec<_> = [
+    let callers = [
         (ALICE, "alice"),
         (BOB, "bob"),
         (ALICE, "alice"),
         (BOB, "bob"),
-    ]
-    .into_iter()
-    .map(|(caller, user)| {
-        let service = service.clone();
-        std::thread::spawn(move || {
-            service.handle(
-                &caller,
-                Request::SignIn {
-                    user: user.into(),
-                    service: "t".into(),
-                    nonce: Nonce::random().unwrap(),
-                    pin: Secret::new(PIN),
-                },
-            )
+    ];
+    let start = Arc::new(std::sync::Barrier::new(callers.len()));
+    let threads: Vec<_> = callers
+        .into_iter()
+        .map(|(caller, user)| {
+            let (service, start) = (service.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                service.handle(
+                    &caller,
+                    Request::SignIn {
+                        user: user.into(),
+                        service: "t".into(),
+                        nonce: Nonce::random().unwrap(),
+                        pin: Secret::new(PIN),
+                    },
+                )
+            })
         })
-    })
-    .collect();
+        .collect();
     for t in threads {
         let r = t.join().unwrap();
         assert!(matches!(r, Response::Signed { .. }), "{r:?}");
     }
-    assert_eq!(most.load(Ordering::SeqCst), 1, "one vault run at a time");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(met.load(Ordering::SeqCst), 0, "two vault runs at once");
+    assert_eq!(alone.load(Ordering::SeqCst), 4, "every run waited alone");
 }
 
 #[test]
@@ -1477,7 +1509,8 @@ fn a_busy_connection_still_ends_at_its_lifetime() {
     let shutdown: &'static std::sync::atomic::AtomicBool =
         Box::leak(Box::new(std::sync::atomic::AtomicBool::new(false)));
     let limits = crate::server::Limits {
-        io_timeout: Duration::from_secs(2),
+        // Far beyond the test, so that only the lifetime can end the connection.
+        io_timeout: Duration::from_secs(60),
         max_connections: 8,
         max_connections_per_uid: 2,
         connection_lifetime: Duration::from_millis(600),
