@@ -442,6 +442,69 @@ fn a_registered_key_without_a_container_falls_through() {
 /// The module's pam_syslog lines, caught by pam-client in a private namespace with a sink
 /// at /dev/log: LOG_AUTHPRIV, one result line per sign-in, each step at LOG_DEBUG only with
 /// `debug`, and never the PIN.
+/// pamtester (real libpam under pam_wrapper, service files from `dir`) running `ops` for
+/// `user`: its exit status and output.
+fn pamtester(dir: &Path, service: &str, user: &str, ops: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("pamtester")
+        .args(["-v", service, user])
+        .args(ops)
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pamtester (package pamtester)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The account, session and password hooks answer PAM_IGNORE, for an enrolled user with alohad
+/// up. Each line is `[ignore=ignore default=die]` before pam_permit: the stack succeeds only if
+/// the module returned exactly PAM_IGNORE (PAM_SUCCESS, or any error, ends it in failure).
+#[test]
+fn account_session_and_password_hooks_are_ignored() {
+    let s = setup(Kind::Software, "");
+    let cfg = format!("config={}", s.f.daemon.config_path().display());
+    let stack = |module: &str| -> Vec<String> {
+        ["account", "session", "password"]
+            .iter()
+            .map(|t| format!("{t} [ignore=ignore default=die] {module}"))
+            .chain(
+                ["account", "session", "password"]
+                    .iter()
+                    .map(|t| format!("{t} required pam_permit.so")),
+            )
+            .collect()
+    };
+    let lines = stack(&format!("MODULE {cfg}"));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    s.pam.service("hooks", &lines);
+    // The same stack with a module that answers PAM_SUCCESS must fail: the probe can tell.
+    let control = stack("pam_permit.so");
+    let control: Vec<&str> = control.iter().map(String::as_str).collect();
+    s.pam.service("hooks-control", &control);
+
+    for op in ["acct_mgmt", "open_session", "close_session", "chauthtok"] {
+        let (ok, out) = pamtester(s.pam.path(), "hooks", "nobody", &[op]);
+        assert!(ok, "{op}: pam_aloha did not answer PAM_IGNORE:\n{out}");
+        let (ok, out) = pamtester(s.pam.path(), "hooks-control", "nobody", &[op]);
+        assert!(
+            !ok,
+            "{op}: the probe stack cannot tell PAM_SUCCESS from PAM_IGNORE:\n{out}"
+        );
+    }
+    // Nothing of this reached alohad as a sign-in attempt.
+    assert!(
+        !s.f.daemon.log().contains("sign-in attempt"),
+        "{}",
+        s.f.daemon.log()
+    );
+}
+
 #[test]
 fn syslog_is_authpriv_and_debug_lines_come_only_with_debug() {
     let s = setup(Kind::Software, "");
