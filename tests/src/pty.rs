@@ -246,6 +246,17 @@ impl Session {
         input.flush()
     }
 
+    /// Type raw bytes, with no line ending and no wait (a pty's ^C is `b"\x03"`: the line
+    /// discipline turns it into SIGINT for the foreground process group).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let input = self
+            .input
+            .as_mut()
+            .ok_or_else(|| io::Error::other("input already closed"))?;
+        input.write_all(bytes)?;
+        input.flush()
+    }
+
     /// End of input: close the pipe, or type the terminal's EOF character (^D) on the pty.
     pub fn close_input(&mut self) -> io::Result<()> {
         match self.channel {

@@ -845,6 +845,36 @@ fn answer_prompt(s: &mut Session, prompt: &str, answer: &str) {
     s.send_secret(answer).unwrap();
 }
 
+/// Wait for `message`, which the CLI prints only after its last prompt, and check the
+/// terminal's echo is on again. The CLI may have exited by then: the pty keeps the modes it
+/// left (the `stty -echo` control in the Ctrl-C test shows it).
+#[track_caller]
+fn echo_is_back_by(s: &mut Session, message: &str) {
+    let seen = s.expect_any(&[message], Duration::from_secs(20)).unwrap();
+    assert_eq!(seen, Ok(0), "no {message:?} in {:?}", s.transcript());
+    assert_eq!(
+        s.echo().unwrap(),
+        Some(true),
+        "echo is still off after the prompts: {:?}",
+        s.transcript()
+    );
+}
+
+/// Read until the command has closed the terminal (it exited), keeping the pty to look at.
+#[track_caller]
+fn wait_for_exit(s: &mut Session) {
+    // A needle no program here prints: only the end of the output stops the wait.
+    let end = s
+        .expect_any(&["\u{1}\u{2}"], Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(
+        end,
+        Err(aloha_tests::pty::Wait::Eof),
+        "still running: {:?}",
+        s.transcript()
+    );
+}
+
 #[test]
 fn the_terminal_asks_a_new_pin_twice_with_echo_off() {
     let f = Fixture::start(Kind::Software, |_| {});
@@ -871,6 +901,7 @@ fn the_terminal_asks_a_new_pin_twice_with_echo_off() {
     let mut s = on_pty(&f, &["pin", "set", "--user", "nobody"]);
     answer_prompt(&mut s, "New PIN:", pin);
     answer_prompt(&mut s, "Repeat the PIN:", pin);
+    echo_is_back_by(&mut s, "PIN set for nobody");
     let done = s.finish(Duration::from_secs(20)).unwrap();
     assert_eq!(done.code, Some(0), "{done:?}");
     assert!(!done.transcript.contains(pin), "{:?}", done.transcript);
@@ -882,6 +913,80 @@ fn the_terminal_asks_a_new_pin_twice_with_echo_off() {
     assert_eq!(done.code, Some(0), "{done:?}");
     assert!(done.transcript.contains("Verified: nobody"), "{done:?}");
     assert!(!done.transcript.contains(pin), "{:?}", done.transcript);
+}
+
+/// Root changes an enrolled user's PIN on the terminal: the current PIN, then the new one
+/// twice, all with echo off and none of them shown; afterwards only the new PIN signs in.
+#[test]
+fn the_terminal_changes_a_pin_with_echo_off() {
+    let f = Fixture::start(Kind::Software, |_| {});
+    enrol_nobody(&f);
+    let new = "60718293";
+    let mut s = on_pty(&f, &["pin", "change", "--user", "nobody"]);
+    answer_prompt(&mut s, "Current PIN:", PIN);
+    answer_prompt(&mut s, "New PIN:", new);
+    answer_prompt(&mut s, "Repeat the new PIN:", new);
+    echo_is_back_by(&mut s, "PIN changed for nobody.");
+    let done = s.finish(Duration::from_secs(20)).unwrap();
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(
+        !done.transcript.contains(PIN) && !done.transcript.contains(new),
+        "a PIN was echoed: {:?}",
+        done.transcript
+    );
+    verify_nobody(&f, new).ok();
+    verify_nobody(&f, PIN).refused("Wrong PIN");
+}
+
+/// Ctrl-C at a PIN prompt of `aloha pin set` (typed on the terminal, so the line discipline
+/// sends SIGINT to the CLI's process group): the CLI exits 130, the terminal's echo is on
+/// again, and no PIN was set — at the first prompt and after the first entry alike.
+#[test]
+fn ctrl_c_at_the_pin_prompt_restores_echo_and_sets_nothing() {
+    // Control: a program that leaves echo off is seen as such after it exited, so the check
+    // below does look at the terminal the CLI left behind.
+    let mut stty = std::process::Command::new("stty");
+    stty.arg("-echo");
+    let mut s = Session::spawn(stty, Channel::Pty).unwrap();
+    wait_for_exit(&mut s);
+    assert_eq!(s.echo().unwrap(), Some(false), "{:?}", s.transcript());
+    drop(s);
+
+    let f = Fixture::start(Kind::Software, |_| {});
+    let pin = "60718293";
+    for answered in [&[][..], &["New PIN:"][..]] {
+        let mut s = on_pty(&f, &["pin", "set", "--user", "nobody"]);
+        for prompt in answered {
+            answer_prompt(&mut s, prompt, pin);
+        }
+        let at = if answered.is_empty() {
+            "New PIN:"
+        } else {
+            "Repeat the PIN:"
+        };
+        let seen = s.expect_any(&[at], Duration::from_secs(20)).unwrap();
+        assert_eq!(seen, Ok(0), "no {at:?} prompt in {:?}", s.transcript());
+        // Echo off means the CLI's SIGINT handler is in place (it is set up first).
+        assert_eq!(s.echo().unwrap(), Some(false), "{:?}", s.transcript());
+        s.send_raw(b"\x03").unwrap();
+        wait_for_exit(&mut s);
+        assert_eq!(
+            s.echo().unwrap(),
+            Some(true),
+            "Ctrl-C at {at:?} left echo off: {:?}",
+            s.transcript()
+        );
+        let done = s.finish(Duration::from_secs(20)).unwrap();
+        assert_eq!(done.code, Some(130), "Ctrl-C at {at:?}: {done:?}");
+        assert!(!done.transcript.contains(pin), "{:?}", done.transcript);
+        assert!(
+            !done.transcript.contains("PIN set"),
+            "Ctrl-C at {at:?}: {:?}",
+            done.transcript
+        );
+        let st = status(&f, "nobody");
+        assert_eq!(st["enrolled"], false, "Ctrl-C at {at:?}: {st}");
+    }
 }
 
 // ---------------------------------------------------------------- a lying daemon
