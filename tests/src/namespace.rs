@@ -384,6 +384,30 @@ pub fn mount_namespace(pid: Option<u32>) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
+/// A scenario binary's `main`: enter a private system first (while the process still has one
+/// thread), run `run` in it, and on failure drop the private system before exiting 2 with
+/// `name: setup: …` on stderr, so nothing it set up outlives it.
+pub fn scenario_main(name: &str, run: impl FnOnce(&PrivateSystem) -> Result<(), String>) {
+    let system = match PrivateSystem::enter() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: private namespace: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = run(&system);
+    drop(system);
+    if let Err(e) = result {
+        eprintln!("{name}: setup: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// A failed scenario step, for `?`: what it was and why.
+pub fn step<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
 /// End, by pid, every process in mount namespace `ns` but `except`, and describe each one: what
 /// a scenario left behind.
 pub fn end_strays(ns: u64, except: Option<u32>) -> Vec<String> {

@@ -1179,6 +1179,15 @@ fn the_shipped_password_service_does_not_use_pam_aloha() {
 /// The shipped file installed as /etc/pam.d/aloha (in a private mount namespace) with real
 /// pam_unix: a non-root user sets its PIN with its account password; a wrong password is
 /// refused and creates nothing. The machine's /etc is byte-identical afterwards.
+/// A JSON array of strings from a scenario's report.
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")))
+        .collect()
+}
+
 #[test]
 fn pin_set_proves_the_account_password_through_the_shipped_service() {
     use aloha_tests::namespace::{digest_diff, mount_points, run_scenario, tree_digest};
@@ -1231,12 +1240,7 @@ fn pin_set_proves_the_account_password_through_the_shipped_service() {
         "{}",
         ctx()
     );
-    let files_after_wrong: Vec<&str> = r["files_after_wrong"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let files_after_wrong = strings(&r["files_after_wrong"]);
     assert!(
         !files_after_wrong.iter().any(|f| f.contains(user)),
         "a wrong password created {files_after_wrong:?}"
@@ -1254,12 +1258,7 @@ fn pin_set_proves_the_account_password_through_the_shipped_service() {
         "{}",
         ctx()
     );
-    let files_after_right: Vec<&str> = r["files_after_right"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let files_after_right = strings(&r["files_after_right"]);
     assert!(
         files_after_right.contains(&format!("public/{user}.pub").as_str()),
         "{files_after_right:?}"

@@ -20,23 +20,13 @@ use std::path::Path;
 use aloha_tests::build::workspace_root;
 use aloha_tests::daemon::Run;
 use aloha_tests::fixture::{Fixture, Kind};
-use aloha_tests::namespace::{self, PrivateSystem};
+use aloha_tests::namespace::{self, PrivateSystem, step};
 use serde_json::{Value, json};
 
 const USER: &str = "aloha-pw";
 const PASSWORD: &str = "Shipped-Service-4417";
 const BAD_PASSWORD: &str = "Shipped-Wrong-8820";
 const PIN: &str = "51827364";
-
-fn die(what: &str, e: impl std::fmt::Display) -> ! {
-    eprintln!("shipped-pam-scenario: {what}: {e}");
-    std::process::exit(2);
-}
-
-/// A failed step, for `?`: what it was and why.
-fn step<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
-}
 
 fn record(run: &Run) -> Value {
     json!({"code": run.code, "stdout": run.stdout, "stderr": run.stderr})
@@ -64,14 +54,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 fn main() {
-    // First, while the process still has one thread.
-    let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
-    // `run` owns everything it sets up, so a failed step drops it before the exit.
-    if let Err(e) = run(&system) {
-        drop(system);
-        die("setup", e);
-    }
-    drop(system);
+    namespace::scenario_main("shipped-pam-scenario", run);
 }
 
 fn run(system: &PrivateSystem) -> Result<(), String> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use aloha_tests::build::artifact;
 use aloha_tests::fixture::{Fixture, Kind};
-use aloha_tests::namespace::{self, PrivateSystem};
+use aloha_tests::namespace::{self, PrivateSystem, step};
 use aloha_tests::pty::{self, Channel};
 use aloha_tests::syslog::Syslog;
 use serde_json::{Value, json};
@@ -42,16 +42,6 @@ const BAD_PASSWORD: &str = "Wrong-Battery-2468";
 
 /// Bounds one sudo or su run (pam_unix's 2 s failure delay included, twice for sudo's retry).
 const RUN_TIMEOUT: Duration = Duration::from_secs(40);
-
-fn die(what: &str, e: impl std::fmt::Display) -> ! {
-    eprintln!("sudo-su-scenario: {what}: {e}");
-    std::process::exit(2);
-}
-
-/// A failed step, for `?`: what it was and why.
-fn step<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
-}
 
 /// The command line of one run.
 #[derive(Clone, Copy)]
@@ -132,15 +122,7 @@ impl Env<'_> {
 }
 
 fn main() {
-    // First, while the process still has one thread.
-    let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
-    // `run` owns everything it sets up, so a failed step drops it (and the private system is
-    // dropped here) before the exit.
-    if let Err(e) = run(&system) {
-        drop(system);
-        die("setup", e);
-    }
-    drop(system);
+    namespace::scenario_main("sudo-su-scenario", run);
 }
 
 fn run(system: &PrivateSystem) -> Result<(), String> {
