@@ -82,8 +82,8 @@ mkdir -p "$cache" || die "cannot create the download cache $cache"
 
 # The stamp names every input and whatever determines the output (this script, MODELS.md, the
 # converter's source and the locked dependency versions), so DEST is rebuilt when any changes.
-CONVERTER_SOURCES=(Cargo.lock helper/face/src/convert.rs helper/face/src/dlib.rs
-    helper/face/src/models.rs helper/face/src/bin/aloha-models.rs)
+CONVERTER_SOURCES=(Cargo.lock face/src/convert.rs face/src/dlib.rs
+    face/src/models.rs face/src/bin/aloha-models.rs)
 file_sum() { sha256sum "$1" | cut -d' ' -f1; }
 converter_src_sum() {
     local f

@@ -33,6 +33,6 @@ pub fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
 pub fn dev_dir() -> PathBuf {
     match std::env::var_os("ALOHA_MODELS") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/models"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/models"),
     }
 }

