@@ -1,34 +1,15 @@
-//! Lower-case hex for byte strings in JSON state files and protocol messages.
+//! Lower-case hex for byte strings in JSON state files and protocol messages: base16ct (RustCrypto,
+//! constant-time, already built for p256) does the encoding; this adds serde adapters.
 
 use ::serde::{Deserialize, Deserializer, Serializer};
 
 pub fn encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    base16ct::lower::encode_string(bytes)
 }
 
-pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-    fn nibble(c: u8) -> Result<u8, String> {
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!("'{}' is not a hex digit", char::from(c))),
-        }
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err("odd number of hex digits".into());
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| Ok((nibble(pair[0])? << 4) | nibble(pair[1])?))
-        .collect()
+/// Upper- or lower-case hex; constant-time, so decoding a key file says nothing about the key.
+pub fn decode(text: &str) -> Result<Vec<u8>, base16ct::Error> {
+    base16ct::mixed::decode_vec(text)
 }
 
 /// `#[serde(with = "aloha::hex::serde")]` for `Vec<u8>` fields.

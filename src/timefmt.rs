@@ -1,25 +1,18 @@
-//! Unix seconds → readable UTC, and "in 4 minutes", without a date crate.
+//! Unix seconds → readable UTC, and "in 4 minutes".
 
-/// `2026-11-22 13:05:09 UTC`
+use std::fmt::Write;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// `2026-11-22 13:05:09 UTC` (humantime's RFC 3339, spaced for people). Instants it cannot
+/// show (past the year 9999) are given in seconds.
 pub fn utc(unix: u64) -> String {
-    let days = i64::try_from(unix / 86_400).unwrap_or(i64::MAX / 2);
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let mut out = String::new();
+    match UNIX_EPOCH.checked_add(Duration::from_secs(unix)) {
+        Some(t) if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_ok() => {
+            out.replace('T', " ").replace('Z', " UTC")
+        }
+        _ => format!("{unix} seconds after 1970-01-01 UTC"),
+    }
 }
 
 /// A wait in words: "45 seconds", "4 minutes", "2 hours", "3 days".
@@ -46,6 +39,14 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(super::utc(1_795_352_709), "2026-11-22 13:05:09 UTC");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            super::utc(u64::MAX),
+            "18446744073709551615 seconds after 1970-01-01 UTC"
+        );
+        assert_eq!(
+            super::utc(253_402_300_800),
+            "253402300800 seconds after 1970-01-01 UTC"
+        );
     }
 
     #[test]
