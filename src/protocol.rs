@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::challenge::Nonce;
-use crate::lockout::Gate;
+use crate::lockout::{DaState, Gate, TpmPause};
 use crate::secret::Secret;
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -194,7 +194,7 @@ pub struct UserStatus {
     pub gate: Gate,
     /// The TPM's global dictionary-attack state, where a TPM is in use.
     #[serde(default)]
-    pub tpm: Option<TpmLockoutStatus>,
+    pub tpm: Option<DaState>,
     /// Set while the TPM guard pauses PIN sign-in for every TPM-backed user (the TPM's counter
     /// is within `da_headroom` of maxTries, or it is in lockout).
     #[serde(default)]
@@ -208,26 +208,6 @@ pub struct UserStatus {
     /// Something an administrator must fix (a corrupt state file...), in words.
     #[serde(default)]
     pub problem: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TpmLockoutStatus {
-    pub counter: u32,
-    pub max_tries: u32,
-    pub recovery_seconds: u32,
-    pub in_lockout: bool,
-}
-
-/// The TPM guard's pause of PIN sign-in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TpmPause {
-    /// The TPM itself is in lockout (not only close to it).
-    pub in_lockout: bool,
-    /// When PIN sign-in is expected to resume (unix seconds); `None`: only when an administrator
-    /// resets the TPM's dictionary-attack counter.
-    pub until: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

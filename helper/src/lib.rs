@@ -7,10 +7,10 @@
 
 pub mod backend;
 pub mod history;
-pub mod pam_client;
+pub mod pam_app;
 pub mod password;
+pub mod semaphore;
 pub mod server;
 pub mod service;
-pub mod slots;
 pub mod store;
 pub mod users;

@@ -11,7 +11,7 @@ use aloha_helper::backend::software::{DEFAULT_KDF, SoftwareVault};
 use aloha_helper::backend::tpm::TpmBackend;
 use aloha_helper::password::PamPasswordChecker;
 use aloha_helper::server::{self, Limits};
-use aloha_helper::service::{Parts, Service, SystemClock, check_tpm_limits};
+use aloha_helper::service::{Components, Service, SystemClock, check_tpm_limits};
 use aloha_helper::store::Store;
 use aloha_helper::users::SystemUsers;
 use anyhow::{Context, Result, bail};
@@ -167,11 +167,11 @@ fn run(args: Args) -> Result<()> {
         connection_lifetime: config.daemon.connection_lifetime(),
     };
     let socket = config.daemon.socket.clone();
-    let service = Arc::new(Service::new(Parts {
+    let service = Arc::new(Service::new(Components {
         config,
         store,
         software: Box::new(|| Box::new(SoftwareVault::default())),
-        argon2_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        argon2_runs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         history_kdf: DEFAULT_KDF,
         tpm,
         users: Box::new(SystemUsers),

@@ -10,7 +10,7 @@ use aloha::Secret;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::pam_client::{self, Conversation, MessageStyle, Transaction};
+use crate::pam_app::{self, Conversation, MessageStyle, Transaction};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PasswordError {
@@ -74,19 +74,19 @@ impl PasswordChecker for PamPasswordChecker {
                     self.service
                 ))
             })?;
-        match tx.authenticate(pam_client::PAM_SILENT) {
-            pam_client::PAM_SUCCESS => {}
-            pam_client::PAM_AUTH_ERR
-            | pam_client::PAM_USER_UNKNOWN
-            | pam_client::PAM_MAXTRIES
-            | pam_client::PAM_CONV_ERR
-            | pam_client::PAM_PERM_DENIED => return Err(PasswordError::Wrong),
+        match tx.authenticate(pam_app::PAM_SILENT) {
+            pam_app::PAM_SUCCESS => {}
+            pam_app::PAM_AUTH_ERR
+            | pam_app::PAM_USER_UNKNOWN
+            | pam_app::PAM_MAXTRIES
+            | pam_app::PAM_CONV_ERR
+            | pam_app::PAM_PERM_DENIED => return Err(PasswordError::Wrong),
             rc => return Err(PasswordError::Unavailable(tx.strerror(rc))),
         }
-        match tx.acct_mgmt(pam_client::PAM_SILENT) {
-            pam_client::PAM_SUCCESS => Ok(()),
-            pam_client::PAM_NEW_AUTHTOK_REQD => Err(PasswordError::Expired),
-            pam_client::PAM_ACCT_EXPIRED | pam_client::PAM_PERM_DENIED => {
+        match tx.acct_mgmt(pam_app::PAM_SILENT) {
+            pam_app::PAM_SUCCESS => Ok(()),
+            pam_app::PAM_NEW_AUTHTOK_REQD => Err(PasswordError::Expired),
+            pam_app::PAM_ACCT_EXPIRED | pam_app::PAM_PERM_DENIED => {
                 Err(PasswordError::Unavailable(
                     "the account is expired or not allowed to sign in".into(),
                 ))

@@ -116,26 +116,26 @@ impl Admission {
     }
 }
 
-/// A slot of `uid` held by a client thread. [`ClientSlot::next`] hands on to the next waiting
+/// A slot of `uid` held by a client thread. [`ConnectionSlot::next`] hands on to the next waiting
 /// connection or gives the slot up; if the thread ends any other way (a panic), dropping this
 /// gives the slot up, and the connections waiting for it are told to retry rather than left
 /// without a thread.
-struct ClientSlot {
+struct ConnectionSlot {
     admission: Arc<Mutex<Admission>>,
     uid: u32,
     limits: Limits,
     released: bool,
 }
 
-impl ClientSlot {
+impl ConnectionSlot {
     fn next(&mut self) -> Option<Waiting> {
-        let next = slots(&self.admission).next_or_release(self.uid);
+        let next = locked(&self.admission).next_or_release(self.uid);
         self.released = next.is_none();
         next
     }
 }
 
-impl Drop for ClientSlot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if !self.released {
             refuse_waiting(&self.admission, self.uid, &self.limits);
@@ -148,7 +148,7 @@ impl Drop for ClientSlot {
 fn refuse_waiting(admission: &Mutex<Admission>, uid: u32, limits: &Limits) {
     loop {
         // The lock is released before the reply is written.
-        let next = slots(admission).next_or_release(uid);
+        let next = locked(admission).next_or_release(uid);
         let Some((mut stream, _, _)) = next else {
             return;
         };
@@ -162,7 +162,7 @@ fn refuse_waiting(admission: &Mutex<Admission>, uid: u32, limits: &Limits) {
 }
 
 /// Nothing panics while holding it; a poisoned count is still the best we have.
-fn slots(a: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+fn locked(a: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
     a.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -345,7 +345,7 @@ pub fn serve(
             continue;
         };
         let accepted = Instant::now();
-        let mut admission_now = slots(&admission);
+        let mut admission_now = locked(&admission);
         match admission_now.admit(caller.uid, &limits) {
             Admit::Serve => {}
             Admit::Wait => {
@@ -367,7 +367,7 @@ pub fn serve(
         let service = service.clone();
         // The stream goes with the closure; a second handle answers it if no thread starts.
         let answer_if_unserved = stream.try_clone().ok();
-        let mut slot = ClientSlot {
+        let mut slot = ConnectionSlot {
             admission: admission.clone(),
             uid: caller.uid,
             limits,
@@ -467,11 +467,11 @@ mod tests {
         let mut l = limits();
         l.max_connections_per_uid = 1;
         let admission = Arc::new(Mutex::new(Admission::default()));
-        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
-        assert_eq!(slots(&admission).admit(1000, &l), Admit::Wait);
+        assert_eq!(locked(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(locked(&admission).admit(1000, &l), Admit::Wait);
         let (queued, mut peer) = UnixStream::pair().unwrap();
-        slots(&admission).enqueue((queued, Caller { uid: 1000, pid: 1 }, Instant::now()));
-        let slot = ClientSlot {
+        locked(&admission).enqueue((queued, Caller { uid: 1000, pid: 1 }, Instant::now()));
+        let slot = ConnectionSlot {
             admission: admission.clone(),
             uid: 1000,
             limits: l,
@@ -486,17 +486,17 @@ mod tests {
         let f = refusal(&mut peer);
         assert_eq!(f.code, ErrorCode::Busy, "{}", f.message);
         // The slot is free again: uid 1000 is served, not queued.
-        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
-        assert_eq!(slots(&admission).active, 1);
+        assert_eq!(locked(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(locked(&admission).active, 1);
     }
 
     #[test]
     fn a_slot_handed_on_normally_is_released_once() {
         let l = limits();
         let admission = Arc::new(Mutex::new(Admission::default()));
-        assert_eq!(slots(&admission).admit(1000, &l), Admit::Serve);
-        assert_eq!(slots(&admission).admit(1001, &l), Admit::Serve);
-        let mut slot = ClientSlot {
+        assert_eq!(locked(&admission).admit(1000, &l), Admit::Serve);
+        assert_eq!(locked(&admission).admit(1001, &l), Admit::Serve);
+        let mut slot = ConnectionSlot {
             admission: admission.clone(),
             uid: 1000,
             limits: l,
@@ -504,6 +504,6 @@ mod tests {
         };
         assert!(slot.next().is_none());
         drop(slot);
-        assert_eq!(slots(&admission).active, 1, "uid 1001's slot is untouched");
+        assert_eq!(locked(&admission).active, 1, "uid 1001's slot is untouched");
     }
 }

@@ -725,7 +725,7 @@ mod tests {
                 gate,
                 tpm: None,
                 tpm_pause: matches!(self.status, Status::TpmPaused).then_some(
-                    aloha::protocol::TpmPause {
+                    aloha::lockout::TpmPause {
                         in_lockout: false,
                         until: Some(NOW + 7200),
                     },

@@ -91,7 +91,8 @@ pub fn render(s: &UserStatus, now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aloha::protocol::{BackendKind, TpmLockoutStatus, TpmPause};
+    use aloha::lockout::{DaState, TpmPause};
+    use aloha::protocol::BackendKind;
 
     fn status() -> UserStatus {
         UserStatus {
@@ -108,7 +109,7 @@ mod tests {
                 left_before_delay: 3,
                 left_before_lock: 10,
             },
-            tpm: Some(TpmLockoutStatus {
+            tpm: Some(DaState {
                 counter: 30,
                 max_tries: 32,
                 recovery_seconds: 7200,

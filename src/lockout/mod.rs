@@ -1,8 +1,16 @@
-//! Per-user lockout arithmetic: free tries, then growing delays, then a hard lock.
+//! Per-user lockout arithmetic: free tries, then growing delays, then a hard lock; and the TPM
+//! guard's arithmetic over the TPM's global dictionary-attack state.
 //!
 //! Pure functions of (policy, recorded attempts, now) so the rules are tested with an injected
 //! clock. alohad persists [`Attempts`] write-ahead: the failure is counted and fsync'ed before
-//! the PIN reaches the TPM, and a success resets it.
+//! the PIN reaches the TPM, and a success resets it. What a refusal says is in [`messages`].
+
+mod messages;
+
+pub use messages::{
+    CountedReply, counted_failure_message, refusal_message, tpm_guard_message, tpm_pause_reason,
+    wrong_pin_message,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -109,44 +117,48 @@ impl LockoutPolicy {
     }
 }
 
-/// The sentence shown when the gate refuses an attempt (alohad's replies, and pam_aloha's
-/// check before it asks for a PIN). `None` when the gate is open.
-pub fn refusal_message(user: &str, gate: Gate, failures: u32, now: u64) -> Option<String> {
-    use crate::timefmt::{utc, wait};
-    match gate {
-        Gate::Open { .. } => None,
-        Gate::Delayed { until } => Some(format!(
-            "Too many wrong PINs: try again in {} (at {}), or use your password.",
-            wait(until.saturating_sub(now)),
-            utc(until)
-        )),
-        Gate::Locked => Some(format!(
-            "{user}'s PIN is locked after {failures} wrong tries — use your password. \
-             `aloha pin reset` (with the account password) or an administrator \
-             (`aloha admin unlock`) lifts the lock."
-        )),
-    }
+/// The TPM's global dictionary-attack state (read by alohad, shown by `aloha status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaState {
+    /// TPM2_PT_LOCKOUT_COUNTER: failures not yet forgotten.
+    pub counter: u32,
+    /// TPM2_PT_MAX_AUTH_FAIL: failures at which the TPM locks every DA-protected key.
+    pub max_tries: u32,
+    /// TPM2_PT_LOCKOUT_INTERVAL: seconds after which one failure is forgotten (0: never).
+    pub recovery_seconds: u32,
+    /// TPMA_PERMANENT inLockout.
+    pub in_lockout: bool,
 }
 
-/// Why and until when the TPM guard pauses PIN sign-in for every TPM-backed user, as the tail
-/// of a sentence ("PIN sign-in is paused for every user — …"): `aloha status`, and pam_aloha's
-/// check before it asks for a PIN.
-pub fn tpm_pause_reason(pause: crate::protocol::TpmPause, now: u64) -> String {
-    use crate::timefmt::{utc, wait};
-    let why = if pause.in_lockout {
-        "the TPM is in its dictionary-attack lockout"
-    } else {
-        "the TPM is close to its dictionary-attack lockout"
-    };
-    let until = match pause.until {
-        Some(t) => format!(
-            "next attempt in about {} (at {})",
-            wait(t.saturating_sub(now)),
-            utc(t)
-        ),
-        None => "until an administrator resets the TPM's dictionary-attack counter".into(),
-    };
-    format!("{why}; {until}. Use your password meanwhile.")
+/// The TPM guard's pause of PIN sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmPause {
+    /// The TPM itself is in lockout (not only close to it).
+    pub in_lockout: bool,
+    /// When PIN sign-in is expected to resume (unix seconds); `None`: only when an administrator
+    /// resets the TPM's dictionary-attack counter.
+    pub until: Option<u64>,
+}
+
+impl DaState {
+    /// Whether the TPM guard pauses PIN attempts: the counter is within `headroom` of maxTries,
+    /// or the TPM is in lockout. The pause ends when enough failures are forgotten (never, if
+    /// the TPM forgets none).
+    pub fn pause(&self, headroom: u32, now: u64) -> Option<TpmPause> {
+        let limit = self.max_tries.saturating_sub(headroom);
+        if !self.in_lockout && self.counter < limit {
+            return None;
+        }
+        let excess = u64::from(self.counter.saturating_sub(limit)) + 1;
+        Some(TpmPause {
+            in_lockout: self.in_lockout,
+            until: (self.recovery_seconds > 0).then(|| {
+                now.saturating_add(excess.saturating_mul(u64::from(self.recovery_seconds)))
+            }),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -240,32 +252,6 @@ mod tests {
             ..Default::default()
         };
         assert!(p.validate().is_err());
-    }
-
-    #[test]
-    fn refusals_say_why_and_when() {
-        assert_eq!(
-            refusal_message(
-                "al",
-                Gate::Open {
-                    left_before_delay: 1,
-                    left_before_lock: 2
-                },
-                0,
-                T0
-            ),
-            None
-        );
-        let m = refusal_message("al", Gate::Delayed { until: T0 + 240 }, 5, T0).unwrap();
-        assert!(
-            m.contains("try again in 4 minutes") && m.contains("use your password"),
-            "{m}"
-        );
-        let m = refusal_message("al", Gate::Locked, 10, T0).unwrap();
-        assert!(
-            m.contains("locked after 10 wrong tries — use your password"),
-            "{m}"
-        );
     }
 
     #[test]

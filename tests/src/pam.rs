@@ -6,16 +6,16 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aloha_helper::pam_client::{Conversation, MessageStyle, Transaction};
+use aloha_helper::pam_app::{Conversation, MessageStyle, Transaction};
 use zeroize::Zeroizing;
 
-pub use aloha_helper::pam_client::{
+pub use aloha_helper::pam_app::{
     PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_IGNORE, PAM_MAXTRIES, PAM_RHOST, PAM_SILENT,
     PAM_SUCCESS,
 };
 /// What the probe stack returns when pam_aloha said PAM_IGNORE (pam_debug auth=try_again).
 pub const PROBE_IGNORED: i32 = 24;
-pub const PAM_PERM_DENIED: i32 = aloha_helper::pam_client::PAM_PERM_DENIED;
+pub const PAM_PERM_DENIED: i32 = aloha_helper::pam_app::PAM_PERM_DENIED;
 
 /// One answer to one prompt.
 #[derive(Debug, Clone)]

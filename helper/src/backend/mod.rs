@@ -10,6 +10,7 @@ pub mod tpm;
 use std::fmt;
 
 use aloha::Secret;
+pub use aloha::lockout::DaState;
 use aloha::protocol::BackendKind;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -111,19 +112,6 @@ impl fmt::Debug for KeyBlob {
 pub struct NewKey {
     pub public_key: Vec<u8>,
     pub blob: KeyBlob,
-}
-
-/// The TPM's global dictionary-attack state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DaState {
-    /// TPM2_PT_LOCKOUT_COUNTER: failures not yet forgotten.
-    pub counter: u32,
-    /// TPM2_PT_MAX_AUTH_FAIL: failures at which the TPM locks every DA-protected key.
-    pub max_tries: u32,
-    /// TPM2_PT_LOCKOUT_INTERVAL: seconds after which one failure is forgotten (0: never).
-    pub recovery_seconds: u32,
-    /// TPMA_PERMANENT inLockout.
-    pub in_lockout: bool,
 }
 
 #[derive(Debug, Error)]

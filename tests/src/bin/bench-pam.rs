@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use aloha_helper::pam_client::{Conversation, MessageStyle, PAM_SUCCESS, Transaction};
+use aloha_helper::pam_app::{Conversation, MessageStyle, PAM_SUCCESS, Transaction};
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::namespace::PrivateSystem;
 use aloha_tests::pam::PamDir;

@@ -1,0 +1,124 @@
+//! One counted attempt against a user's key: the lockout gate, the TPM guard, the write-ahead
+//! count, the key-store operation, then the reset on success or the reply that says where the
+//! count now stands.
+
+use aloha::lockout::{
+    Attempts, CountedReply, Gate, counted_failure_message, refusal_message, wrong_pin_message,
+};
+use aloha::protocol::{ErrorCode, Failure};
+use tracing::{error, warn};
+
+use super::Service;
+use super::failures::store_failure;
+use super::key_stores::backend_failure;
+use crate::backend::{BackendError, KeyBackend};
+use crate::store::Container;
+
+fn with_count(mut f: Failure, reply: CountedReply) -> Failure {
+    f.retry_at = f.retry_at.or(reply.retry_at);
+    f.left_before_lock = Some(reply.left_before_lock);
+    f
+}
+
+impl Service {
+    /// One PIN attempt against `container`'s key: gate, TPM guard, write-ahead count, the
+    /// operation, then reset on success. The caller holds the user's lock.
+    pub(super) fn attempt<T>(
+        &self,
+        user: &str,
+        container: &Container,
+        op: impl FnOnce(&mut dyn KeyBackend) -> Result<T, BackendError>,
+    ) -> Result<T, Failure> {
+        let now = self.clock.now();
+        let attempts = self
+            .store
+            .load_attempts(user)
+            .map_err(|e| store_failure(user, e))?;
+        self.gate(user, &attempts, now)?;
+        let mut guard = self.key_store(container.backend)?;
+        let backend = guard.get();
+        self.tpm_guard(backend, now)?;
+        // Write-ahead: the attempt is counted on disk before the PIN reaches the key store, so
+        // a crash or kill mid-attempt never yields a free guess.
+        let counted = Attempts {
+            failures: attempts.failures.saturating_add(1),
+            last_failure: now,
+        };
+        self.store.save_attempts(user, &counted).map_err(|e| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("alohad cannot record the attempt, so it refuses it: {e}"),
+            )
+        })?;
+        match op(backend) {
+            Ok(value) => {
+                if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
+                    error!(user, error = %e, "cannot reset the attempt counter after a success");
+                }
+                Ok(value)
+            }
+            Err(BackendError::AuthFailed) => {
+                let reply = wrong_pin_message(user, &self.config.lockout, &counted, now);
+                let message = reply.message.clone();
+                Err(with_count(
+                    Failure::new(ErrorCode::WrongPin, message),
+                    reply,
+                ))
+            }
+            Err(e @ (BackendError::Unavailable(_) | BackendError::BadBlob(_))) => {
+                // The key store never judged the PIN (it refused before the PIN-carrying
+                // command): give the attempt back.
+                if let Err(e) = self.store.save_attempts(user, &attempts) {
+                    error!(user, error = %e, "cannot restore the attempt counter");
+                }
+                Err(backend_failure(user, e))
+            }
+            Err(e @ (BackendError::Indeterminate(_) | BackendError::Lockout)) => {
+                // The PIN reached the key store and the answer cannot be trusted (a TPM error
+                // response is not authenticated; the guard above already refuses a TPM it saw
+                // in lockout): the attempt stays counted.
+                warn!(user, error = %e, "no trustworthy answer after the PIN was sent; the attempt counts");
+                let mut f = backend_failure(user, e);
+                let reply = counted_failure_message(user, &self.config.lockout, &counted, now);
+                f.message = format!("{} {}", f.message, reply.message);
+                Err(with_count(f, reply))
+            }
+        }
+    }
+
+    /// Refuse while the lockout gate is closed (a waiting time, or the hard lock).
+    fn gate(&self, user: &str, attempts: &Attempts, now: u64) -> Result<(), Failure> {
+        let gate = self.config.lockout.gate(attempts, now);
+        let Some(message) = refusal_message(user, gate, attempts.failures, now) else {
+            return Ok(());
+        };
+        let (code, retry_at) = match gate {
+            Gate::Delayed { until } => (ErrorCode::Delayed, Some(until)),
+            _ => (ErrorCode::Locked, None),
+        };
+        Err(Failure {
+            code,
+            message,
+            retry_at,
+            left_before_lock: Some(
+                self.config
+                    .lockout
+                    .max_attempts
+                    .saturating_sub(attempts.failures),
+            ),
+        })
+    }
+
+    /// `user`'s key container, or why there is none to use.
+    pub(super) fn load_container(&self, user: &str) -> Result<Container, Failure> {
+        self.store
+            .load_container(user)
+            .map_err(|e| store_failure(user, e))?
+            .ok_or_else(|| {
+                Failure::new(
+                    ErrorCode::NotEnrolled,
+                    format!("{user} has no Aloha PIN; set one with `aloha pin set`."),
+                )
+            })
+    }
+}

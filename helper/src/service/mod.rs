@@ -1,0 +1,207 @@
+//! alohad's policy: who may ask what, PIN policy and history, lockout, and the sign-in itself.
+//!
+//! Everything here is ordinary Rust over injected parts — key backends, the user database, the
+//! password checker and the clock — so it is tested without sockets, sleeps or a TPM.
+//!
+//! One concern per file:
+//! - [`access`]: who may act for whom (root for anyone, a user for itself, the account
+//!   password for enrolment);
+//! - [`key_stores`]: the TPM's single owner or a software vault of one's own, and what their
+//!   failures say;
+//! - [`tpm_guard`]: keeping the TPM's global dictionary-attack lockout out of reach;
+//! - [`attempt`]: one counted attempt — gate, guard, write-ahead count, the operation, reset;
+//! - [`pin_history`]: the check that a new PIN was not used recently;
+//! - the operations: [`pin`] (set, change, reset), [`sign_in`], [`admin`] (unlock, remove),
+//!   [`status`];
+//! - [`registry_sync`]: republishing public keys that drifted from the containers.
+//!
+//! The wording of lockout refusals lives in the shared library ([`aloha::lockout`]), next to the
+//! sentences pam_aloha and `aloha status` show from a status reply.
+
+mod access;
+mod admin;
+mod attempt;
+mod failures;
+mod key_stores;
+mod pin;
+mod pin_history;
+mod registry_sync;
+mod sign_in;
+mod status;
+mod tpm_guard;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aloha::config::{BackendChoice, Config};
+use aloha::protocol::{BackendKind, ErrorCode, Failure, Request, Response};
+use tracing::info;
+
+use crate::backend::{KdfParams, KeyBackend};
+use crate::password::PasswordChecker;
+use crate::semaphore::Semaphore;
+use crate::store::Store;
+use crate::users::UserDb;
+
+pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
+
+/// Unix seconds, injected so lockout windows are tested without sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> u64;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// Who is asking, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Caller {
+    fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// What the service is built from.
+#[allow(missing_debug_implementations)]
+pub struct Components {
+    pub config: Config,
+    pub store: Store,
+    /// Makes a software vault for one operation: the vault holds no state worth sharing, so
+    /// software-vault users queue behind each other's Argon2id only when `argon2_runs` are busy.
+    pub software: SoftwareFactory,
+    /// How many Argon2id runs (software-vault operations, PIN-history digests; 64 MiB each)
+    /// may overlap.
+    pub argon2_runs: usize,
+    /// Argon2id cost of PIN-history digests (the software vault's, outside tests).
+    pub history_kdf: KdfParams,
+    /// `None` where no TPM could be opened (or `backend = "software"`).
+    pub tpm: Option<Box<dyn KeyBackend>>,
+    pub users: Box<dyn UserDb>,
+    pub passwords: Box<dyn PasswordChecker>,
+    pub clock: Box<dyn Clock>,
+}
+
+pub type SoftwareFactory = Box<dyn Fn() -> Box<dyn KeyBackend> + Send + Sync>;
+
+pub struct Service {
+    config: Config,
+    store: Store,
+    software: SoftwareFactory,
+    argon2_runs: Semaphore,
+    history_kdf: KdfParams,
+    tpm: Option<Mutex<Box<dyn KeyBackend>>>,
+    users: Box<dyn UserDb>,
+    passwords: Box<dyn PasswordChecker>,
+    clock: Box<dyn Clock>,
+    /// One attempt at a time per user, so concurrent attempts can never exceed the limit.
+    user_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("state_dir", &self.store.root())
+            .field("tpm", &self.tpm.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing in alohad panics while holding a lock; if something did, the data is still the
+    // best we have, and refusing every later request would be worse.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Service {
+    pub fn new(parts: Components) -> Service {
+        let service = Service {
+            config: parts.config,
+            store: parts.store,
+            software: parts.software,
+            argon2_runs: Semaphore::new(parts.argon2_runs),
+            history_kdf: parts.history_kdf,
+            tpm: parts.tpm.map(Mutex::new),
+            users: parts.users,
+            passwords: parts.passwords,
+            clock: parts.clock,
+            user_locks: Mutex::new(HashMap::new()),
+        };
+        service.republish_drifted_keys();
+        service
+    }
+
+    /// The backend new containers go to.
+    pub fn default_backend(&self) -> BackendKind {
+        match (self.config.tpm.backend, &self.tpm) {
+            (BackendChoice::Software, _) | (BackendChoice::Auto, None) => BackendKind::Software,
+            (BackendChoice::Tpm | BackendChoice::Auto, Some(_)) | (BackendChoice::Tpm, None) => {
+                BackendKind::Tpm
+            }
+        }
+    }
+
+    pub fn handle(&self, caller: &Caller, request: Request) -> Response {
+        let op = request.op();
+        let result = match request {
+            Request::Hello { .. } => Err(Failure::new(
+                ErrorCode::BadRequest,
+                "hello may only open a connection",
+            )),
+            Request::Status { user } => self.status(caller, &user).map(Response::Status),
+            Request::PinSet {
+                user,
+                password,
+                pin,
+            } => self.pin_set(caller, &user, password.as_ref(), &pin),
+            Request::PinChange {
+                user,
+                current_pin,
+                new_pin,
+            } => self.pin_change(caller, &user, &current_pin, &new_pin),
+            Request::PinReset {
+                user,
+                password,
+                new_pin,
+            } => self.pin_reset(caller, &user, password.as_ref(), &new_pin),
+            Request::SignIn {
+                user,
+                service,
+                nonce,
+                pin,
+            } => self.sign_in(caller, &user, &service, &nonce, &pin),
+            Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
+            Request::AdminRemove { user } => self.admin_remove(caller, &user),
+        };
+        result.unwrap_or_else(|failure| {
+            if !matches!(op, "sign_in") {
+                info!(op, caller_uid = caller.uid, code = ?failure.code, "refused");
+            }
+            Response::Error(failure)
+        })
+    }
+
+    /// The lock that serializes everything done for `user`.
+    fn user_lock(&self, user: &str) -> Arc<Mutex<()>> {
+        lock(&self.user_locks)
+            .entry(user.to_string())
+            .or_default()
+            .clone()
+    }
+}

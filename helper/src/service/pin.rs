@@ -1,0 +1,163 @@
+//! Setting, changing and resetting a PIN. Set and reset make a new key (a reset destroys the
+//! old one); change re-wraps the same key under the new PIN and is a counted attempt with the
+//! current one.
+
+use aloha::Secret;
+use aloha::lockout::Attempts;
+use aloha::protocol::{ErrorCode, Failure, Response};
+use tracing::info;
+
+use super::failures::{random_salt, store_failure};
+use super::key_stores::backend_failure;
+use super::pin_history::HistoryUpdate;
+use super::{Caller, Service, lock};
+use crate::backend::AuthValue;
+use crate::store::{CONTAINER_VERSION, Container, Protectors};
+use crate::users::UserInfo;
+
+impl Service {
+    /// The PIN policy's rules, which depend on nothing secret: checked before anything else.
+    fn check_policy(&self, pin: &Secret) -> Result<(), Failure> {
+        self.config
+            .pin
+            .check(pin.expose())
+            .map_err(|v| Failure::new(ErrorCode::PolicyViolation, v.to_string()))
+    }
+
+    /// Create a new container (a new key) for `info` under `pin`, replacing any old one.
+    fn enrol(
+        &self,
+        info: &UserInfo,
+        pin: &Secret,
+        update: &HistoryUpdate,
+    ) -> Result<Container, Failure> {
+        let now = self.clock.now();
+        let salt = random_salt()?;
+        let auth = AuthValue::from_pin(pin, &salt);
+        let kind = self.default_backend();
+        let new = self
+            .key_store(kind)?
+            .get()
+            .create(&auth)
+            .map_err(|e| backend_failure(&info.name, e))?;
+        let container = Container {
+            version: CONTAINER_VERSION,
+            user: info.name.clone(),
+            uid: info.uid,
+            backend: kind,
+            created_at: now,
+            pin_set_at: now,
+            public_key: new.public_key,
+            pin_salt: salt,
+            protectors: Protectors { pin: new.blob },
+        };
+        let user = info.name.as_str();
+        self.store
+            .save_container(&container)
+            .map_err(|e| store_failure(user, e))?;
+        self.store
+            .save_attempts(user, &Attempts::default())
+            .and_then(|()| self.save_history(user, update))
+            .and_then(|()| self.store.publish_key(&container.registered_key()))
+            .map_err(|e| store_failure(user, e))?;
+        Ok(container)
+    }
+
+    /// A new key under `pin` for a caller who proves itself (`what` it is for, in the request
+    /// for the password): the policy first (it depends on nothing secret), then the password,
+    /// then the history (an oracle for the current PIN, so only now).
+    fn new_key(
+        &self,
+        caller: &Caller,
+        info: &UserInfo,
+        password: Option<&Secret>,
+        pin: &Secret,
+        what: &str,
+    ) -> Result<(Container, HistoryUpdate), Failure> {
+        self.check_policy(pin)?;
+        self.require_password(caller, info, password, what)?;
+        let update = self.vet_history(&info.name, pin)?;
+        let container = self.enrol(info, pin, &update)?;
+        Ok((container, update))
+    }
+
+    pub(super) fn pin_set(
+        &self,
+        caller: &Caller,
+        user: &str,
+        password: Option<&Secret>,
+        pin: &Secret,
+    ) -> Result<Response, Failure> {
+        let info = self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        // A container that exists (even a corrupt one) is not silently replaced.
+        if self
+            .store
+            .load_container(user)
+            .map_err(|e| store_failure(user, e))?
+            .is_some()
+        {
+            return Err(Failure::new(
+                ErrorCode::AlreadyEnrolled,
+                format!(
+                    "{user} already has a PIN: change it with `aloha pin change`, or start over with `aloha pin reset`."
+                ),
+            ));
+        }
+        let (c, update) = self.new_key(caller, &info, password, pin, "set a PIN")?;
+        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
+        Ok(update.reply(format!("PIN set for {user} ({}).", c.backend.name())))
+    }
+
+    pub(super) fn pin_reset(
+        &self,
+        caller: &Caller,
+        user: &str,
+        password: Option<&Secret>,
+        pin: &Secret,
+    ) -> Result<Response, Failure> {
+        let info = self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        // The old container may be corrupt or locked: a reset replaces it either way.
+        let (c, update) = self.new_key(caller, &info, password, pin, "reset your PIN")?;
+        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
+        Ok(update.reply(format!(
+            "New PIN set for {user} with a new key ({}); the old key is destroyed.",
+            c.backend.name()
+        )))
+    }
+
+    pub(super) fn pin_change(
+        &self,
+        caller: &Caller,
+        user: &str,
+        current: &Secret,
+        new_pin: &Secret,
+    ) -> Result<Response, Failure> {
+        self.authorize(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let mut container = self.load_container(user)?;
+        self.check_policy(new_pin)?;
+        let new_salt = random_salt()?;
+        let old_auth = AuthValue::from_pin(current, &container.pin_salt);
+        let new_auth = AuthValue::from_pin(new_pin, &new_salt);
+        let blob = container.protectors.pin.clone();
+        let new_blob = self.attempt(user, &container, |b| {
+            b.change_auth(&blob, &old_auth, &new_auth)
+        })?;
+        // Only now, with the current PIN proven: a refusal leaves the old container in place.
+        let update = self.vet_history(user, new_pin)?;
+        container.protectors.pin = new_blob;
+        container.pin_salt = new_salt;
+        container.pin_set_at = self.clock.now();
+        self.store
+            .save_container(&container)
+            .and_then(|()| self.save_history(user, &update))
+            .map_err(|e| store_failure(user, e))?;
+        info!(user, caller_uid = caller.uid, "PIN changed");
+        Ok(update.reply(format!("PIN changed for {user}.")))
+    }
+}

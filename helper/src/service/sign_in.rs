@@ -1,0 +1,79 @@
+//! A sign-in: the user's key, released by the PIN, signs pam_aloha's nonce (bound to the user
+//! name), as one counted attempt. One log line per attempt, never the PIN.
+
+use aloha::Secret;
+use aloha::challenge::{Nonce, signin_digest};
+use aloha::protocol::{ErrorCode, Failure, Response};
+use aloha::timefmt;
+use tracing::info;
+
+use super::{Caller, Service, lock};
+use crate::backend::AuthValue;
+
+impl Service {
+    pub(super) fn sign_in(
+        &self,
+        caller: &Caller,
+        user: &str,
+        service: &str,
+        nonce: &Nonce,
+        pin: &Secret,
+    ) -> Result<Response, Failure> {
+        let result = self.sign_in_inner(caller, user, nonce, pin);
+        let outcome = match &result {
+            Ok(_) => "success".to_string(),
+            Err(f) => format!("{:?}", f.code),
+        };
+        info!(
+            user,
+            caller_uid = caller.uid,
+            caller_pid = caller.pid,
+            service,
+            result = outcome,
+            "sign-in attempt"
+        );
+        result
+    }
+
+    fn sign_in_inner(
+        &self,
+        caller: &Caller,
+        user: &str,
+        nonce: &Nonce,
+        pin: &Secret,
+    ) -> Result<Response, Failure> {
+        self.authorize(caller, user)?;
+        if pin.is_empty() {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "An empty PIN is not an attempt.",
+            ));
+        }
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let container = self.load_container(user)?;
+        let now = self.clock.now();
+        if let Some(expired) = self
+            .config
+            .pin
+            .expires_at(container.pin_set_at)
+            .filter(|t| *t <= now)
+        {
+            return Err(Failure::new(
+                ErrorCode::PinExpired,
+                format!(
+                    "{user}'s PIN expired on {}: set a new one with `aloha pin change`; use your password meanwhile.",
+                    timefmt::utc(expired)
+                ),
+            ));
+        }
+        let digest = signin_digest(user, nonce);
+        let auth = AuthValue::from_pin(pin, &container.pin_salt);
+        let blob = &container.protectors.pin;
+        let signature = self.attempt(user, &container, |b| b.sign(blob, &auth, &digest))?;
+        Ok(Response::Signed {
+            signature: signature.to_vec(),
+            backend: container.backend,
+        })
+    }
+}
