@@ -1,0 +1,92 @@
+//! The key container: one public key, the PIN's salt, one blob per protector.
+
+use aloha::protocol::BackendKind;
+use aloha::registry::{self, REGISTRY_VERSION, RegisteredKey};
+use serde::{Deserialize, Serialize};
+
+use super::files::{read_json, write_json};
+use super::{Store, StoreError};
+use crate::backend::{KeyBlob, SALT_LEN};
+
+pub const CONTAINER_VERSION: u32 = 1;
+
+/// A user's key container: one public key, one blob per protector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub version: u32,
+    pub user: String,
+    pub uid: u32,
+    pub backend: BackendKind,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// When the current PIN was set (expiry counts from here).
+    pub pin_set_at: u64,
+    /// SEC1 uncompressed P-256 point.
+    #[serde(with = "aloha::hex::serde")]
+    pub public_key: Vec<u8>,
+    /// Mixed into the PIN-derived authValue.
+    #[serde(with = "aloha::hex::array")]
+    pub pin_salt: [u8; SALT_LEN],
+    pub protectors: Protectors,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protectors {
+    pub pin: KeyBlob,
+}
+
+impl Container {
+    pub fn protector_names(&self) -> Vec<String> {
+        vec!["pin".to_string()]
+    }
+
+    pub fn registered_key(&self) -> RegisteredKey {
+        RegisteredKey {
+            version: REGISTRY_VERSION,
+            user: self.user.clone(),
+            uid: self.uid,
+            backend: self.backend,
+            public_key: self.public_key.clone(),
+        }
+    }
+}
+
+impl Store {
+    pub fn load_container(&self, user: &str) -> Result<Option<Container>, StoreError> {
+        let path = self.container_path(user);
+        let Some(container) = read_json::<Container>(&path)? else {
+            return Ok(None);
+        };
+        if container.version != CONTAINER_VERSION {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!("unknown container version {}", container.version),
+            });
+        }
+        if container.user != user {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!("it belongs to {:?}, not {user:?}", container.user),
+            });
+        }
+        if container.protectors.pin.kind() != container.backend {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "the PIN blob does not match the backend".into(),
+            });
+        }
+        Ok(Some(container))
+    }
+
+    pub fn save_container(&self, container: &Container) -> Result<(), StoreError> {
+        self.ensure_user_dir(&container.user)?;
+        write_json(&self.container_path(&container.user), container, 0o600)
+    }
+
+    /// Publish the user's public key for verifiers (pam_aloha, `aloha verify`).
+    pub fn publish_key(&self, key: &RegisteredKey) -> Result<(), StoreError> {
+        write_json(&registry::key_path(&self.root, &key.user), key, 0o644)
+    }
+}

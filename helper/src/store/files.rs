@@ -1,0 +1,159 @@
+//! The file operations every state file goes through: atomic writes (temp file, fsync, rename,
+//! fsync of the directory), exclusive creation, and reads that tell a missing file from an
+//! unreadable or corrupt one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Serialize, de::DeserializeOwned};
+use zeroize::Zeroizing;
+
+use super::StoreError;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Write `bytes` to a new temp file next to `path` (created with `mode`, fsync'ed), hand it
+/// to `place`, then fsync the directory. The temp file is removed if anything fails.
+fn via_temp(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    place: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        place(&tmp)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Write `bytes` to `path` atomically: a crash leaves either the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    via_temp(path, bytes, mode, |tmp| fs::rename(tmp, path))
+}
+
+/// Create `path` with `bytes` unless it exists (then leave it alone): the fsync'ed temp file
+/// is hard-linked into place, which fails if another writer got there first.
+pub(super) fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    via_temp(path, bytes, mode, |tmp| {
+        match fs::hard_link(tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fs::remove_file(tmp)
+    })
+}
+
+/// The bytes of `path` (zeroized when dropped: some are keys), `None` if it does not exist.
+pub(super) fn read_optional(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(Zeroizing::new(b))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Read {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Read and parse a JSON state file. `Ok(None)` if it does not exist.
+pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        return Err(StoreError::Corrupt {
+            path: path.into(),
+            reason: "the file is empty".into(),
+        });
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            path: path.into(),
+            reason: e.to_string(),
+        })
+}
+
+pub(super) fn write_json<T: Serialize>(
+    path: &Path,
+    value: &T,
+    mode: u32,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Write {
+        path: path.into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    write_atomic(path, &Zeroizing::new(bytes), mode)
+}
+
+/// Create `dir` with `mode` if missing; insist it is a root-owned directory and set its mode.
+pub(super) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(StoreError::Write {
+                path: dir.into(),
+                source,
+            });
+        }
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|source| StoreError::Read {
+        path: dir.into(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(StoreError::Unsafe {
+            path: dir.into(),
+            why: "it is not a directory".into(),
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(StoreError::Unsafe {
+            path: dir.into(),
+            why: format!(
+                "it is owned by uid {}, not by alohad (uid {me})",
+                meta.uid()
+            ),
+        });
+    }
+    if meta.mode() & 0o7777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|source| {
+            StoreError::Write {
+                path: dir.into(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! alohad's state on disk, under `state_dir`:
+//!
+//! ```text
+//! state_dir/                 0755 root
+//!   public/                  0755  <user>.pub — registered public keys (see aloha::registry)
+//!   private/                 0700  nothing here is readable by anyone but root
+//!     alohad.lock                  one daemon per state dir (flock)
+//!     history.key            0600  HMAC key for PIN-history digests (software vault)
+//!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
+//!     users/<user>/          0700
+//!       container.json       0600  the key container (public key, salt, protector blobs)
+//!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
+//!       history.json         0600  salted, slow, keyed digests of previous PINs
+//! ```
+//! Every write is atomic (temp file, fsync, rename, fsync dir). A file that exists but cannot be
+//! parsed is reported with its path and left untouched — never silently replaced.
+
+//!
+//! One file per kind of state: [`container`], [`attempts`], [`history`]; [`files`] holds the
+//! atomic writes and checked reads they all use.
+
+mod attempts;
+mod container;
+mod files;
+mod history;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use aloha::registry;
+use nix::fcntl::{Flock, FlockArg};
+use thiserror::Error;
+
+pub use container::{CONTAINER_VERSION, Container, Protectors};
+pub use files::write_atomic;
+pub use history::{HISTORY_SALT_LEN, History, StoredHistory};
+
+use files::ensure_dir;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{path} is corrupt ({reason}); it was left untouched for an administrator to inspect")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}{}", disk_hint(.source))]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not safe to use: {why}")]
+    Unsafe { path: PathBuf, why: String },
+    #[error("another alohad already uses the state directory {0}")]
+    InUse(PathBuf),
+    /// A key that existing data was made with is gone; making a new one would silently
+    /// invalidate that data.
+    #[error("{path} is missing, although {needed_by} was made with it")]
+    KeyMissing { path: PathBuf, needed_by: String },
+}
+
+fn disk_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            " — the disk is full; free some space and try again"
+        }
+        Some(libc::EROFS) => " — the file system is read-only",
+        _ => "",
+    }
+}
+
+/// Handle on the state directory. Holds the single-daemon lock while alive.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    _lock: Option<Flock<File>>,
+}
+
+impl Store {
+    /// Open (creating if needed) the state directory without taking the daemon lock.
+    pub fn open_unlocked(state_dir: &Path) -> Result<Store, StoreError> {
+        ensure_dir(state_dir, 0o755)?;
+        ensure_dir(&state_dir.join("private"), 0o700)?;
+        ensure_dir(&state_dir.join("private/users"), 0o700)?;
+        ensure_dir(&registry::public_dir(state_dir), 0o755)?;
+        Ok(Store {
+            root: state_dir.to_path_buf(),
+            _lock: None,
+        })
+    }
+
+    /// Open the state directory for the daemon: one alohad per state directory.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let mut store = Store::open_unlocked(state_dir)?;
+        let lock_path = store.private().join("alohad.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Write {
+                path: lock_path.clone(),
+                source,
+            })?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StoreError::InUse(state_dir.to_path_buf()))?;
+        store._lock = Some(lock);
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(super) fn private(&self) -> PathBuf {
+        self.root.join("private")
+    }
+
+    pub fn user_dir(&self, user: &str) -> PathBuf {
+        self.private().join("users").join(user)
+    }
+
+    pub fn container_path(&self, user: &str) -> PathBuf {
+        self.user_dir(user).join("container.json")
+    }
+
+    pub fn attempts_path(&self, user: &str) -> PathBuf {
+        self.user_dir(user).join("attempts.json")
+    }
+
+    pub fn history_path(&self, user: &str) -> PathBuf {
+        self.user_dir(user).join("history.json")
+    }
+
+    pub(super) fn ensure_user_dir(&self, user: &str) -> Result<(), StoreError> {
+        ensure_dir(&self.user_dir(user), 0o700)
+    }
+
+    /// Delete everything alohad holds for `user`. Returns whether anything existed.
+    pub fn remove_user(&self, user: &str) -> Result<bool, StoreError> {
+        let mut existed = false;
+        let public = registry::key_path(&self.root, user);
+        match fs::remove_file(&public) {
+            Ok(()) => existed = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Write {
+                    path: public,
+                    source,
+                });
+            }
+        }
+        let dir = self.user_dir(user);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => existed = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Write { path: dir, source }),
+        }
+        if existed {
+            File::open(self.private().join("users"))
+                .and_then(|d| d.sync_all())
+                .and_then(|()| File::open(registry::public_dir(&self.root))?.sync_all())
+                .map_err(|source| StoreError::Write {
+                    path: self.root.clone(),
+                    source,
+                })?;
+        }
+        Ok(existed)
+    }
+}
