@@ -22,33 +22,35 @@ use std::str::FromStr;
 
 use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
-use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::tss::{
     TPM2_LOADED_SESSION_FIRST, TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPM2_TRANSIENT_FIRST,
     TPMA_PERMANENT_INLOCKOUT,
 };
 use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
-use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket,
-    KeyedHashScheme, MaxBuffer, Private, Public, PublicBuilder, PublicEccParametersBuilder,
-    PublicKeyedHashParameters, Signature, SignatureScheme, SymmetricDefinition,
-    SymmetricDefinitionObject,
+    CapabilityData, Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
+    SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
-use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::traits::Marshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
 
 mod errors;
+mod objects;
 
 use errors::{REACH_HINT, Step, describe, internal, is_auth_failure};
+use objects::{
+    TpmBlob, check_history_public, history_key_template, sec1_public_key, signing_key_template,
+    storage_primary_template, tss_auth, wrap_tpm2b,
+};
 
 /// A TPM 2.0 key store reached through a tpm2-tss TCTI.
 pub struct TpmBackend {
@@ -314,247 +316,6 @@ fn set_encryption(
     ctx.tr_sess_set_attributes(session, attributes, mask)
 }
 
-/// The TCG SRK template, ECC NIST P-256 with AES-128-CFB: deterministic, so the same key is
-/// derived from the owner seed at every start.
-fn storage_primary_template() -> Result<Public, TssError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
-
-fn ecdsa_sha256() -> EccScheme {
-    EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
-}
-
-/// A key that never leaves this TPM, made inside it, used with its authValue, that signs (ECDSA
-/// or HMAC) and does nothing else; `no_da`: its use judges no PIN.
-fn unrestricted_signing_attributes(no_da: bool) -> Result<ObjectAttributes, TssError> {
-    ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_sign_encrypt(true)
-        .with_decrypt(false)
-        .with_restricted(false)
-        .with_no_da(no_da)
-        .build()
-}
-
-/// A user's authentication key: P-256 ECDSA-SHA256, sign-only, not restricted, DA-protected.
-fn signing_key_template() -> Result<Public, TssError> {
-    let attributes = unrestricted_signing_attributes(false)?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_unrestricted_signing_key(
-                ecdsa_sha256(),
-                EccCurve::NistP256,
-            )
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
-
-/// alohad's PIN-history key: HMAC-SHA256, no authValue, noDA (its use judges no PIN), fixedTPM:
-/// a copied state directory is useless without this TPM.
-fn history_key_template() -> Result<Public, TssError> {
-    let attributes = unrestricted_signing_attributes(true)?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::KeyedHash)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(
-            KeyedHashScheme::HMAC_SHA_256,
-        ))
-        .with_keyed_hash_unique_identifier(Digest::default())
-        .build()
-}
-
-fn check_history_public(public: &Public) -> Result<(), BackendError> {
-    let Public::KeyedHash {
-        object_attributes: a,
-        parameters,
-        ..
-    } = public
-    else {
-        return Err(BackendError::BadBlob(
-            "the PIN-history key is not an HMAC key".into(),
-        ));
-    };
-    if *parameters != PublicKeyedHashParameters::new(KeyedHashScheme::HMAC_SHA_256)
-        || !a.sign_encrypt()
-        || a.decrypt()
-        || !a.fixed_tpm()
-    {
-        return Err(BackendError::BadBlob(
-            "the PIN-history key's attributes are not those alohad creates".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The authValue as tss-esapi wants it. The TPM drops trailing zero octets of an authValue it
-/// stores, and tpm2-tss 3.2 does the same for the HMAC key; dropping them here too keeps both
-/// sides equal whatever the TSS version (about one PIN in 256 derives such an authValue).
-/// The `Auth` zeroizes its buffer when dropped.
-fn tss_auth(auth: &AuthValue) -> Result<Auth, BackendError> {
-    let bytes = auth.as_bytes();
-    let len = bytes
-        .iter()
-        .rposition(|b| *b != 0)
-        .map_or(0, |last| last + 1);
-    Auth::try_from(&bytes[..len]).map_err(|e| internal("the authValue", &e))
-}
-
-/// A TPM blob, parsed and checked before anything is sent to the TPM.
-struct TpmBlob {
-    public: Public,
-    private: Private,
-    /// The marshalled TPM2B_PUBLIC, as stored.
-    public_bytes: Vec<u8>,
-}
-
-impl TpmBlob {
-    fn parse(blob: &KeyBlob) -> Result<TpmBlob, BackendError> {
-        TpmBlob::parse_as(blob, check_key_public)
-    }
-
-    fn parse_as(
-        blob: &KeyBlob,
-        check: fn(&Public) -> Result<(), BackendError>,
-    ) -> Result<TpmBlob, BackendError> {
-        let KeyBlob::Tpm { public, private } = blob else {
-            return Err(BackendError::BadBlob(
-                "this key is in the software vault, not in the TPM: use the backend it was created with".into(),
-            ));
-        };
-        let public_area = unwrap_tpm2b("public part", public)?;
-        let parsed = Public::unmarshall(public_area).map_err(|e| {
-            BackendError::BadBlob(format!(
-                "the key's public part does not parse: {}",
-                describe(&e)
-            ))
-        })?;
-        // The TSS unmarshaller ignores trailing bytes: insist on the canonical encoding.
-        if parsed.marshall().ok().as_deref() != Some(public_area) {
-            return Err(BackendError::BadBlob(
-                "the key's public part has trailing or non-canonical bytes".into(),
-            ));
-        }
-        check(&parsed)?;
-        let private_area = unwrap_tpm2b("private part", private)?;
-        let private = Private::try_from(private_area).map_err(|e| {
-            BackendError::BadBlob(format!(
-                "the key's private part is too large: {}",
-                describe(&e)
-            ))
-        })?;
-        Ok(TpmBlob {
-            public: parsed,
-            private,
-            public_bytes: public.clone(),
-        })
-    }
-}
-
-/// Refuse a blob that is not the kind of key alohad creates, before it reaches the TPM (a noDA
-/// key, a decryption key or a sealed secret must never be usable as a sign-in key).
-fn check_key_public(public: &Public) -> Result<(), BackendError> {
-    let Public::Ecc {
-        object_attributes: a,
-        parameters,
-        ..
-    } = public
-    else {
-        return Err(BackendError::BadBlob("the key is not an ECC key".into()));
-    };
-    if parameters.ecc_curve() != EccCurve::NistP256 || parameters.ecc_scheme() != ecdsa_sha256() {
-        return Err(BackendError::BadBlob(
-            "the key is not a P-256 ECDSA-SHA256 key".into(),
-        ));
-    }
-    if !a.sign_encrypt()
-        || a.decrypt()
-        || a.restricted()
-        || a.no_da()
-        || !a.user_with_auth()
-        || !a.fixed_tpm()
-    {
-        return Err(BackendError::BadBlob(
-            "the key's attributes are not those of an Aloha sign-in key (sign-only, DA-protected, fixedTPM)".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A TPM2B: big-endian u16 size, then exactly that many bytes.
-fn wrap_tpm2b(bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
-    let size = u16::try_from(bytes.len())
-        .map_err(|_| BackendError::Unavailable("the TPM returned an oversized structure".into()))?;
-    let mut out = Vec::with_capacity(bytes.len() + 2);
-    out.extend_from_slice(&size.to_be_bytes());
-    out.extend_from_slice(bytes);
-    Ok(out)
-}
-
-fn unwrap_tpm2b<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8], BackendError> {
-    let Some((size, rest)) = bytes.split_first_chunk::<2>() else {
-        return Err(BackendError::BadBlob(format!(
-            "the key's {what} is truncated ({} bytes)",
-            bytes.len()
-        )));
-    };
-    let size = usize::from(u16::from_be_bytes(*size));
-    if rest.len() != size || size == 0 {
-        return Err(BackendError::BadBlob(format!(
-            "the key's {what} declares {size} bytes but holds {}",
-            rest.len()
-        )));
-    }
-    Ok(rest)
-}
-
-/// SEC1 uncompressed point (0x04 || x || y) of a P-256 public area.
-fn sec1_public_key(public: &Public) -> Result<Vec<u8>, BackendError> {
-    let Public::Ecc { unique, .. } = public else {
-        return Err(BackendError::Unavailable(
-            "the TPM created a key that is not an ECC key".into(),
-        ));
-    };
-    let bad =
-        || BackendError::Unavailable("the TPM returned a public point longer than 32 bytes".into());
-    let x = pad32(unique.x().value()).ok_or_else(bad)?;
-    let y = pad32(unique.y().value()).ok_or_else(bad)?;
-    let mut out = Vec::with_capacity(65);
-    out.push(0x04);
-    out.extend_from_slice(&x);
-    out.extend_from_slice(&y);
-    Ok(out)
-}
-
 impl KeyBackend for TpmBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Tpm
@@ -779,16 +540,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tpm2b_framing_is_strict() {
-        assert_eq!(unwrap_tpm2b("x", &[0, 2, 7, 8]).ok(), Some(&[7u8, 8][..]));
-        assert!(unwrap_tpm2b("x", &[0, 3, 7, 8]).is_err());
-        assert!(unwrap_tpm2b("x", &[0, 1, 7, 8]).is_err());
-        assert!(unwrap_tpm2b("x", &[0]).is_err());
-        assert!(unwrap_tpm2b("x", &[0, 0]).is_err());
-        assert_eq!(wrap_tpm2b(&[7, 8]).ok(), Some(vec![0, 2, 7, 8]));
-    }
-
-    #[test]
     fn resource_manager_is_recognised_from_the_tcti() {
         assert!(has_resource_manager("device:/dev/tpmrm0"));
         assert!(has_resource_manager("tabrmd"));
@@ -797,16 +548,5 @@ mod tests {
         assert!(!has_resource_manager("device"));
         assert!(!has_resource_manager("swtpm:host=127.0.0.1,port=2321"));
         assert!(!has_resource_manager("mssim"));
-    }
-
-    #[test]
-    fn templates_build() {
-        assert!(storage_primary_template().is_ok());
-        let key = signing_key_template().expect("key template");
-        assert!(check_key_public(&key).is_ok());
-        let history = history_key_template().expect("history key template");
-        assert!(check_history_public(&history).is_ok());
-        assert!(check_key_public(&history).is_err());
-        assert!(check_history_public(&key).is_err());
     }
 }
