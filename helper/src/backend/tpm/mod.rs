@@ -22,35 +22,31 @@ use std::str::FromStr;
 
 use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
-use tss_esapi::attributes::SessionAttributesBuilder;
-use tss_esapi::constants::tss::{
-    TPM2_LOADED_SESSION_FIRST, TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPM2_TRANSIENT_FIRST,
-    TPMA_PERMANENT_INLOCKOUT,
-};
-use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::Error as TssError;
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPMA_PERMANENT_INLOCKOUT};
+use tss_esapi::constants::{CapabilityType, PropertyTag};
+use tss_esapi::handles::{KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
-    SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
-use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
 
 mod errors;
 mod objects;
+mod session;
 
-use errors::{REACH_HINT, Step, describe, internal, is_auth_failure};
+use errors::{REACH_HINT, Step, internal};
 use objects::{
     TpmBlob, check_history_public, history_key_template, sec1_public_key, signing_key_template,
-    storage_primary_template, tss_auth, wrap_tpm2b,
+    tss_auth, wrap_tpm2b,
 };
+use session::Connection;
 
 /// A TPM 2.0 key store reached through a tpm2-tss TCTI.
 pub struct TpmBackend {
@@ -70,15 +66,6 @@ impl fmt::Debug for TpmBackend {
     }
 }
 
-/// An open ESYS context with alohad's storage primary loaded.
-struct Connection {
-    ctx: Context,
-    primary: KeyHandle,
-    /// A flush failed: the TPM may still hold one of our handles. Drop the connection (its
-    /// `Drop` retries the flushes) instead of reusing it.
-    poisoned: bool,
-}
-
 impl TpmBackend {
     /// Open the TPM at `tcti` (e.g. "device:/dev/tpmrm0") and prepare alohad's storage primary.
     pub fn open(tcti: &str) -> Result<TpmBackend, BackendError> {
@@ -87,58 +74,17 @@ impl TpmBackend {
                 "the TPM address {tcti:?} is not a valid TCTI ({e}): {REACH_HINT}"
             ))
         })?;
-        let mut backend = TpmBackend {
+        let conn = Connection::open(&conf, tcti)?;
+        Ok(TpmBackend {
             tcti: conf,
             tcti_text: tcti.to_owned(),
-            conn: None,
-        };
-        backend.conn = Some(backend.connect()?);
-        Ok(backend)
+            conn: Some(conn),
+        })
     }
 
     /// The TCTI this backend talks to, as configured.
     pub fn tcti(&self) -> &str {
         &self.tcti_text
-    }
-
-    fn connect(&self) -> Result<Connection, BackendError> {
-        let mut ctx = Context::new(self.tcti.clone()).map_err(|e| {
-            BackendError::Unavailable(format!(
-                "cannot open the TPM at {}: {}; {REACH_HINT}",
-                self.tcti_text,
-                describe(&e)
-            ))
-        })?;
-        if !has_resource_manager(&self.tcti_text) {
-            let flushed = flush_leftovers(&mut ctx);
-            if flushed > 0 {
-                tracing::info!(
-                    flushed,
-                    tcti = %self.tcti_text,
-                    "flushed TPM handles left loaded by an earlier alohad"
-                );
-            }
-        }
-        let template =
-            storage_primary_template().map_err(|e| internal("the storage primary template", &e))?;
-        let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
-            c.create_primary(Hierarchy::Owner, template, None, None, None, None)
-        });
-        match created {
-            Ok(primary) => Ok(Connection {
-                ctx,
-                primary: primary.key_handle,
-                poisoned: false,
-            }),
-            Err(e) if is_auth_failure(&e) => Err(BackendError::Unavailable(format!(
-                "the TPM at {} refused to create alohad's storage key: the owner hierarchy has an \
-                 authorization value ({}). Aloha needs the owner hierarchy without a password; clear \
-                 it with tpm2_changeauth -c owner, or use the software vault",
-                self.tcti_text,
-                describe(&e)
-            ))),
-            Err(e) => Err(self.tpm_error(Step::Primary, &e)),
-        }
     }
 
     /// Run `op` on a live connection, opening one if needed. A connection that failed in a way
@@ -149,7 +95,7 @@ impl TpmBackend {
     ) -> Result<T, BackendError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => Connection::open(&self.tcti, &self.tcti_text)?,
         };
         let result = op(self, &mut conn);
         if !conn.poisoned
@@ -187,7 +133,9 @@ impl TpmBackend {
         };
         self.with_connection(|me, conn| {
             let result = op(me, conn, session);
-            let flushed = conn.flush(me, SessionHandle::from(session).into());
+            let flushed = conn
+                .flush(SessionHandle::from(session).into())
+                .map_err(|e| me.tpm_error(Step::Flush, &e));
             let value = result?;
             flushed?;
             Ok(value)
@@ -202,7 +150,7 @@ impl TpmBackend {
         blob: &TpmBlob,
         op: impl FnOnce(&mut Connection, KeyHandle) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
-        set_encryption(&mut conn.ctx, session, false, false)
+        conn.set_encryption(session, false, false)
             .map_err(|e| self.tpm_error(Step::Session, &e))?;
         let primary = conn.primary;
         let (private, public) = (blob.private.clone(), blob.public.clone());
@@ -211,7 +159,9 @@ impl TpmBackend {
             .execute_with_session(Some(session), |c| c.load(primary, private, public))
             .map_err(|e| self.tpm_error(Step::Load, &e))?;
         let result = op(conn, key);
-        let flushed = conn.flush(self, key.into());
+        let flushed = conn
+            .flush(key.into())
+            .map_err(|e| self.tpm_error(Step::Flush, &e));
         let value = result?;
         flushed?;
         Ok(value)
@@ -220,100 +170,6 @@ impl TpmBackend {
     fn tpm_error(&self, step: Step, e: &TssError) -> BackendError {
         errors::tpm_error(&self.tcti_text, step, e)
     }
-}
-
-impl Connection {
-    fn start_session(&mut self) -> Result<AuthSession, TssError> {
-        let primary = self.primary;
-        let session = self
-            .ctx
-            .execute_without_session(|c| {
-                c.start_auth_session(
-                    Some(primary),
-                    None,
-                    None,
-                    SessionType::Hmac,
-                    SymmetricDefinition::AES_128_CFB,
-                    HashingAlgorithm::Sha256,
-                )
-            })?
-            .ok_or(TssError::WrapperError(WrapperErrorKind::WrongValueFromTpm))?;
-        if let Err(e) = set_encryption(&mut self.ctx, session, true, true) {
-            if self
-                .ctx
-                .flush_context(SessionHandle::from(session).into())
-                .is_err()
-            {
-                self.poisoned = true;
-            }
-            return Err(e);
-        }
-        Ok(session)
-    }
-
-    fn flush(&mut self, backend: &TpmBackend, handle: ObjectHandle) -> Result<(), BackendError> {
-        self.ctx.flush_context(handle).map_err(|e| {
-            self.poisoned = true;
-            backend.tpm_error(Step::Flush, &e)
-        })
-    }
-}
-
-/// Whether the TCTI goes through a resource manager (the kernel's /dev/tpmrm*, tpm2-abrmd),
-/// which flushes a client's handles when it disconnects and hides other clients' handles.
-fn has_resource_manager(tcti: &str) -> bool {
-    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
-    match name {
-        "tabrmd" => true,
-        "device" => conf.contains("tpmrm"),
-        _ => false,
-    }
-}
-
-/// Without a resource manager (swtpm, mssim, /dev/tpm0) nothing flushes what an alohad that was
-/// killed left loaded: its primary, a key or a session would hold one of the TPM's few slots
-/// until the TPM restarts (0x902 for everyone after a few crashes). There, alohad is the TPM's
-/// only user (/dev/tpm0 opens exclusively; a simulator is private), so flush every transient
-/// object and loaded session before creating the primary. Best effort: returns how many went.
-/// Consequence: two `TpmBackend`s must not share a TPM that has no resource manager.
-fn flush_leftovers(ctx: &mut Context) -> usize {
-    let mut flushed = 0;
-    for first in [TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST] {
-        let Ok((CapabilityData::Handles(handles), _)) = ctx.execute_without_session(|c| {
-            c.get_capability(CapabilityType::Handles, first, LEFTOVERS_MAX)
-        }) else {
-            continue;
-        };
-        for handle in handles.into_inner() {
-            let Ok(object) = ctx.execute_without_session(|c| c.tr_from_tpm_public(handle)) else {
-                continue;
-            };
-            if ctx.flush_context(object).is_ok() {
-                flushed += 1;
-            }
-        }
-    }
-    flushed
-}
-
-/// More than any TPM has slots for.
-const LEFTOVERS_MAX: u32 = 64;
-
-/// Turn parameter encryption on or off for the next command. `decrypt` encrypts the command's
-/// first parameter, `encrypt` the response's; a command may refuse either (TPM2_Sign's response
-/// is not a sized buffer, so it must not ask for `encrypt`).
-fn set_encryption(
-    ctx: &mut Context,
-    session: AuthSession,
-    decrypt: bool,
-    encrypt: bool,
-) -> Result<(), TssError> {
-    let (attributes, mask) = SessionAttributesBuilder::new()
-        .with_continue_session(true)
-        .with_decrypt(decrypt)
-        .with_encrypt(encrypt)
-        .build();
-    ctx.tr_sess_set_attributes(session, attributes, mask)
 }
 
 impl KeyBackend for TpmBackend {
@@ -327,7 +183,7 @@ impl KeyBackend for TpmBackend {
         let created = self.in_session(|me, conn, session| {
             let primary = conn.primary;
             // Both directions encrypted: the sensitive area (with the authValue) goes in encrypted.
-            set_encryption(&mut conn.ctx, session, true, true)
+            conn.set_encryption(session, true, true)
                 .map_err(|e| me.tpm_error(Step::Session, &e))?;
             conn.ctx
                 .execute_with_session(Some(session), |c| {
@@ -373,7 +229,7 @@ impl KeyBackend for TpmBackend {
                     .tr_set_auth(key.into(), key_auth)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 // The digest goes in encrypted; the response (a TPMT_SIGNATURE) cannot be.
-                set_encryption(&mut conn.ctx, session, true, false)
+                conn.set_encryption(session, true, false)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
                     .execute_with_session(Some(session), |c| c.sign(key, digest, scheme, ticket))
@@ -414,7 +270,7 @@ impl KeyBackend for TpmBackend {
                     .tr_set_auth(key.into(), old_auth)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 // newAuth is the first parameter: it goes in encrypted.
-                set_encryption(&mut conn.ctx, session, true, true)
+                conn.set_encryption(session, true, true)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
                     .execute_with_session(Some(session), |c| {
@@ -434,7 +290,7 @@ impl KeyBackend for TpmBackend {
             history_key_template().map_err(|e| internal("the PIN-history key template", &e))?;
         let created = self.in_session(|me, conn, session| {
             let primary = conn.primary;
-            set_encryption(&mut conn.ctx, session, true, true)
+            conn.set_encryption(session, true, true)
                 .map_err(|e| me.tpm_error(Step::Session, &e))?;
             conn.ctx
                 .execute_with_session(Some(session), |c| {
@@ -460,7 +316,7 @@ impl KeyBackend for TpmBackend {
         let mac = self.in_session(|me, conn, session| {
             me.with_loaded_key(conn, session, &blob, |conn, key| {
                 // The input (derived from the PIN) goes in encrypted, the HMAC comes back encrypted.
-                set_encryption(&mut conn.ctx, session, true, true)
+                conn.set_encryption(session, true, true)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
                     .execute_with_session(Some(session), |c| {
@@ -532,21 +388,5 @@ fn read_da_state(backend: &TpmBackend, conn: &mut Connection) -> Result<DaState,
             "the TPM at {} did not report its dictionary-attack properties",
             backend.tcti_text
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resource_manager_is_recognised_from_the_tcti() {
-        assert!(has_resource_manager("device:/dev/tpmrm0"));
-        assert!(has_resource_manager("tabrmd"));
-        assert!(has_resource_manager("tabrmd:bus_type=system"));
-        assert!(!has_resource_manager("device:/dev/tpm0"));
-        assert!(!has_resource_manager("device"));
-        assert!(!has_resource_manager("swtpm:host=127.0.0.1,port=2321"));
-        assert!(!has_resource_manager("mssim"));
     }
 }
