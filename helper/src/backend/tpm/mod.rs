@@ -23,13 +23,12 @@ use std::str::FromStr;
 use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
 use tss_esapi::Error as TssError;
-use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPMA_PERMANENT_INLOCKOUT};
-use tss_esapi::constants::{CapabilityType, PropertyTag};
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::{KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    CapabilityData, Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
+    Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
@@ -37,10 +36,12 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
 
+mod da;
 mod errors;
 mod objects;
 mod session;
 
+use da::read_da_state;
 use errors::{REACH_HINT, Step, internal};
 use objects::{
     TpmBlob, check_history_public, history_key_template, sec1_public_key, signing_key_template,
@@ -340,53 +341,5 @@ impl KeyBackend for TpmBackend {
             }
             other => other.map(Some),
         }
-    }
-}
-
-/// TPM2_PT_PERMANENT .. TPM2_PT_LOCKOUT_INTERVAL through TPM2_GetCapability (never the cached
-/// `get_tpm_property`: the lockout counter changes with every failure).
-fn read_da_state(backend: &TpmBackend, conn: &mut Connection) -> Result<DaState, BackendError> {
-    let first = u32::from(PropertyTag::Permanent);
-    let last = u32::from(PropertyTag::LockoutInterval);
-    let (mut permanent, mut counter, mut max_tries, mut interval) = (None, None, None, None);
-    let mut next = first;
-    // A TPM may return fewer properties than asked for; continue where it stopped.
-    for _ in 0..4 {
-        let (data, more) = conn
-            .ctx
-            .execute_without_session(|c| {
-                c.get_capability(CapabilityType::TpmProperties, next, last - next + 1)
-            })
-            .map_err(|e| backend.tpm_error(Step::Capability, &e))?;
-        let CapabilityData::TpmProperties(list) = data else {
-            return Err(BackendError::Unavailable(
-                "the TPM answered a property query with other data".into(),
-            ));
-        };
-        for p in list.iter() {
-            next = next.max(u32::from(p.property()).saturating_add(1));
-            match p.property() {
-                PropertyTag::Permanent => permanent = Some(p.value()),
-                PropertyTag::LockoutCounter => counter = Some(p.value()),
-                PropertyTag::MaxAuthFail => max_tries = Some(p.value()),
-                PropertyTag::LockoutInterval => interval = Some(p.value()),
-                _ => {}
-            }
-        }
-        if !more || next > last {
-            break;
-        }
-    }
-    match (permanent, counter, max_tries, interval) {
-        (Some(permanent), Some(counter), Some(max_tries), Some(recovery_seconds)) => Ok(DaState {
-            counter,
-            max_tries,
-            recovery_seconds,
-            in_lockout: permanent & TPMA_PERMANENT_INLOCKOUT != 0,
-        }),
-        _ => Err(BackendError::Unavailable(format!(
-            "the TPM at {} did not report its dictionary-attack properties",
-            backend.tcti_text
-        ))),
     }
 }
