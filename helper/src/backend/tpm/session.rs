@@ -57,9 +57,10 @@ impl Connection {
                 poisoned: false,
             }),
             Err(e) if is_auth_failure(&e) => Err(BackendError::Unavailable(format!(
-                "the TPM at {tcti_text} refused to create alohad's storage key: the owner hierarchy has an \
-                 authorization value ({}). Aloha needs the owner hierarchy without a password; clear \
-                 it with tpm2_changeauth -c owner, or use the software vault",
+                "the TPM at {tcti_text} refused to create alohad's storage key: the owner \
+                 hierarchy has an authorization value ({}). Aloha needs the owner hierarchy \
+                 without a password; clear it with tpm2_changeauth -c owner, or use the software \
+                 vault",
                 describe(&e)
             ))),
             Err(e) => Err(errors::tpm_error(tcti_text, Step::Primary, &e)),
