@@ -31,7 +31,6 @@ use tss_esapi::structures::{
     Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
-use tss_esapi::traits::Marshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
@@ -44,8 +43,8 @@ mod session;
 use da::read_da_state;
 use errors::{REACH_HINT, Step, internal};
 use objects::{
-    TpmBlob, check_history_public, history_key_template, sec1_public_key, signing_key_template,
-    tss_auth, wrap_tpm2b,
+    TpmBlob, check_history_public, history_key_template, key_blob, sec1_public_key,
+    signing_key_template, tss_auth,
 };
 use session::Connection;
 
@@ -193,16 +192,13 @@ impl KeyBackend for TpmBackend {
                 .map_err(|e| me.tpm_error(Step::Create, &e))
         })?;
         let public_key = sec1_public_key(&created.out_public)?;
-        let public = created
-            .out_public
-            .marshall()
-            .map_err(|e| internal("the new key's public part", &e))?;
         Ok(NewKey {
             public_key,
-            blob: KeyBlob::Tpm {
-                public: wrap_tpm2b(&public)?,
-                private: wrap_tpm2b(created.out_private.value())?,
-            },
+            blob: key_blob(
+                "the new key's public part",
+                created.out_public,
+                &created.out_private,
+            )?,
         })
     }
 
@@ -280,10 +276,7 @@ impl KeyBackend for TpmBackend {
                     .map_err(|e| me.tpm_error(Step::Authorize, &e))
             })
         })?;
-        Ok(KeyBlob::Tpm {
-            public: blob.public_bytes,
-            private: wrap_tpm2b(private.value())?,
-        })
+        blob.with_private(&private)
     }
 
     fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
@@ -299,14 +292,12 @@ impl KeyBackend for TpmBackend {
                 })
                 .map_err(|e| me.tpm_error(Step::Create, &e))
         })?;
-        let public = created
-            .out_public
-            .marshall()
-            .map_err(|e| internal("the PIN-history key's public part", &e))?;
-        Ok(Some(KeyBlob::Tpm {
-            public: wrap_tpm2b(&public)?,
-            private: wrap_tpm2b(created.out_private.value())?,
-        }))
+        key_blob(
+            "the PIN-history key's public part",
+            created.out_public,
+            &created.out_private,
+        )
+        .map(Some)
     }
 
     fn history_mac(&mut self, key: &KeyBlob, data: &[u8; 32]) -> Result<[u8; 32], BackendError> {

@@ -8,8 +8,8 @@ use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::structures::{
-    Auth, Digest, EccPoint, EccScheme, HashScheme, KeyedHashScheme, Private, Public, PublicBuilder,
-    PublicEccParameters, PublicEccParametersBuilder, PublicKeyedHashParameters,
+    Auth, Digest, EccPoint, EccScheme, HashScheme, KeyedHashScheme, Private, Public, PublicBuffer,
+    PublicBuilder, PublicEccParameters, PublicEccParametersBuilder, PublicKeyedHashParameters,
     SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -113,12 +113,15 @@ pub(super) fn tss_auth(auth: &AuthValue) -> Result<Auth, BackendError> {
     Auth::try_from(&bytes[..len]).map_err(|e| internal("the authValue", &e))
 }
 
+/// What a blob's public area must be: [`check_key_public`] or [`check_history_public`].
+type PublicCheck = fn(&Public) -> Result<(), BackendError>;
+
 /// A TPM blob, parsed and checked before anything is sent to the TPM.
 pub(super) struct TpmBlob {
     pub(super) public: Public,
     pub(super) private: Private,
     /// The marshalled TPM2B_PUBLIC, as stored.
-    pub(super) public_bytes: Vec<u8>,
+    public_bytes: Vec<u8>,
 }
 
 impl TpmBlob {
@@ -126,10 +129,7 @@ impl TpmBlob {
         TpmBlob::parse_as(blob, check_key_public)
     }
 
-    pub(super) fn parse_as(
-        blob: &KeyBlob,
-        check: fn(&Public) -> Result<(), BackendError>,
-    ) -> Result<TpmBlob, BackendError> {
+    pub(super) fn parse_as(blob: &KeyBlob, check: PublicCheck) -> Result<TpmBlob, BackendError> {
         let KeyBlob::Tpm { public, private } = blob else {
             return Err(BackendError::BadBlob(
                 "this key is in the software vault, not in the TPM: use the backend it was created with".into(),
@@ -162,6 +162,29 @@ impl TpmBlob {
             public_bytes: public.clone(),
         })
     }
+
+    /// The same key with the private part TPM2_ObjectChangeAuth returned (a new authValue).
+    pub(super) fn with_private(self, private: &Private) -> Result<KeyBlob, BackendError> {
+        Ok(KeyBlob::Tpm {
+            public: self.public_bytes,
+            private: wrap_tpm2b(private.value())?,
+        })
+    }
+}
+
+/// The container form of a key the TPM created; `what` names its public part in the error.
+pub(super) fn key_blob(
+    what: &str,
+    public: Public,
+    private: &Private,
+) -> Result<KeyBlob, BackendError> {
+    let public = PublicBuffer::try_from(public)
+        .and_then(|buffer| buffer.marshall())
+        .map_err(|e| internal(what, &e))?;
+    Ok(KeyBlob::Tpm {
+        public,
+        private: wrap_tpm2b(private.value())?,
+    })
 }
 
 /// Refuse a blob that is not the kind of key alohad creates, before it reaches the TPM (a noDA
@@ -218,8 +241,9 @@ pub(super) fn check_history_public(public: &Public) -> Result<(), BackendError> 
     Ok(())
 }
 
+// Ours: tss-esapi 7.7 cannot marshal `Private`, and `PublicBuffer` lets bad sizes and tails in.
 /// A TPM2B: big-endian u16 size, then exactly that many bytes.
-pub(super) fn wrap_tpm2b(bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
+fn wrap_tpm2b(bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
     let size = u16::try_from(bytes.len())
         .map_err(|_| BackendError::Unavailable("the TPM returned an oversized structure".into()))?;
     let mut out = Vec::with_capacity(bytes.len() + 2);
@@ -286,6 +310,35 @@ mod tests {
         assert!(check_history_public(&history).is_ok());
         assert!(check_key_public(&history).is_err());
         assert!(check_history_public(&key).is_err());
+    }
+
+    /// Containers written before `key_blob` used `PublicBuffer` hold our own framing of the
+    /// public area: the two must agree byte for byte, and what is written must read back.
+    #[test]
+    fn key_blob_writes_the_stored_format_and_reads_it_back() {
+        let cases: [(_, PublicCheck); 2] = [
+            (signing_key_template(), check_key_public),
+            (history_key_template(), check_history_public),
+        ];
+        for (template, check) in cases {
+            let template = template.expect("template");
+            let private = Private::try_from(&[7u8; 48][..]).expect("private");
+            let blob = key_blob("x", template.clone(), &private).expect("blob");
+            let framed = wrap_tpm2b(&template.marshall().expect("marshall")).expect("frame");
+            let KeyBlob::Tpm {
+                public,
+                private: stored_private,
+            } = &blob
+            else {
+                panic!("not a TPM blob")
+            };
+            assert_eq!(*public, framed);
+            assert_eq!(*stored_private, [&[0u8, 48][..], &[7; 48]].concat());
+            let parsed = TpmBlob::parse_as(&blob, check).expect("parses");
+            assert_eq!(parsed.public, template);
+            assert_eq!(parsed.private, private);
+            assert_eq!(parsed.with_private(&private).expect("rewrap"), blob);
+        }
     }
 
     /// The primary is derived from this template: any change orphans every stored key.
