@@ -20,7 +20,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use aloha::challenge::pad32;
 use aloha::protocol::BackendKind;
 use tss_esapi::Error as TssError;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
@@ -33,7 +32,7 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey};
+use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey, pack_signature};
 
 mod da;
 mod errors;
@@ -238,17 +237,7 @@ impl KeyBackend for TpmBackend {
                 "the TPM returned a signature that is not ECDSA".into(),
             ));
         };
-        let bad = || {
-            BackendError::Unavailable(
-                "the TPM returned a signature half longer than 32 bytes".into(),
-            )
-        };
-        let r = pad32(sig.signature_r().value()).ok_or_else(bad)?;
-        let s = pad32(sig.signature_s().value()).ok_or_else(bad)?;
-        let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&r);
-        out[32..].copy_from_slice(&s);
-        Ok(out)
+        pack_signature(sig.signature_r().value(), sig.signature_s().value())
     }
 
     fn change_auth(
