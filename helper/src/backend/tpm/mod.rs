@@ -27,7 +27,8 @@ use tss_esapi::handles::{KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
+    Auth, CreateKeyResult, Digest, HashScheme, HashcheckTicket, MaxBuffer, Public, Signature,
+    SignatureScheme,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
@@ -166,6 +167,25 @@ impl TpmBackend {
         Ok(value)
     }
 
+    /// Create a key from `template` under the primary, released by `auth` (`None`: no authValue).
+    fn create_key(
+        &mut self,
+        template: Public,
+        auth: Option<Auth>,
+    ) -> Result<CreateKeyResult, BackendError> {
+        self.in_session(|me, conn, session| {
+            let primary = conn.primary;
+            // Both directions encrypted: the sensitive area (with the authValue) goes in encrypted.
+            conn.set_encryption(session, true, true)
+                .map_err(|e| me.tpm_error(Step::Session, &e))?;
+            conn.ctx
+                .execute_with_session(Some(session), |c| {
+                    c.create(primary, template, auth, None, None, None)
+                })
+                .map_err(|e| me.tpm_error(Step::Create, &e))
+        })
+    }
+
     fn tpm_error(&self, step: Step, e: &TssError) -> BackendError {
         errors::tpm_error(&self.tcti_text, step, e)
     }
@@ -179,17 +199,7 @@ impl KeyBackend for TpmBackend {
     fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError> {
         let template = signing_key_template().map_err(|e| internal("the key template", &e))?;
         let key_auth = tss_auth(auth)?;
-        let created = self.in_session(|me, conn, session| {
-            let primary = conn.primary;
-            // Both directions encrypted: the sensitive area (with the authValue) goes in encrypted.
-            conn.set_encryption(session, true, true)
-                .map_err(|e| me.tpm_error(Step::Session, &e))?;
-            conn.ctx
-                .execute_with_session(Some(session), |c| {
-                    c.create(primary, template, Some(key_auth), None, None, None)
-                })
-                .map_err(|e| me.tpm_error(Step::Create, &e))
-        })?;
+        let created = self.create_key(template, Some(key_auth))?;
         let public_key = sec1_public_key(&created.out_public)?;
         Ok(NewKey {
             public_key,
@@ -271,16 +281,7 @@ impl KeyBackend for TpmBackend {
     fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
         let template =
             history_key_template().map_err(|e| internal("the PIN-history key template", &e))?;
-        let created = self.in_session(|me, conn, session| {
-            let primary = conn.primary;
-            conn.set_encryption(session, true, true)
-                .map_err(|e| me.tpm_error(Step::Session, &e))?;
-            conn.ctx
-                .execute_with_session(Some(session), |c| {
-                    c.create(primary, template, None, None, None, None)
-                })
-                .map_err(|e| me.tpm_error(Step::Create, &e))
-        })?;
+        let created = self.create_key(template, None)?;
         key_blob(
             "the PIN-history key's public part",
             created.out_public,
