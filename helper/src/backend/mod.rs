@@ -10,6 +10,7 @@ pub mod tpm;
 use std::fmt;
 
 use aloha::Secret;
+use aloha::challenge::pad32;
 pub use aloha::lockout::DaState;
 use aloha::protocol::BackendKind;
 use hmac::{Hmac, KeyInit, Mac};
@@ -135,6 +136,23 @@ pub enum BackendError {
     Indeterminate(String),
 }
 
+/// An ECDSA P-256 signature as [`KeyBackend::sign`] returns it: r || s, each left-padded to 32
+/// bytes (a TPM hands back halves with their leading zeros stripped). Only a TPM can return a
+/// longer half, so the error names it.
+pub fn pack_signature(r: &[u8], s: &[u8]) -> Result<[u8; 64], BackendError> {
+    let half = |bytes: &[u8]| {
+        pad32(bytes).ok_or_else(|| {
+            BackendError::Unavailable(
+                "the TPM returned a signature half longer than 32 bytes".into(),
+            )
+        })
+    };
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&half(r)?);
+    out[32..].copy_from_slice(&half(s)?);
+    Ok(out)
+}
+
 /// A key store. Implementations are driven from one owner at a time (alohad wraps each in a
 /// mutex) and must release every TPM handle they load, on error paths too.
 pub trait KeyBackend: Send {
@@ -174,5 +192,28 @@ pub trait KeyBackend: Send {
         Err(BackendError::Unavailable(
             "this key store holds no PIN-history key".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_halves_are_left_padded_and_never_longer_than_32_bytes() {
+        let r = [0xAB; 31]; // a TPM strips the leading zero byte of r
+        let s = [0xCD; 32];
+        let packed = pack_signature(&r, &s).expect("packs");
+        assert_eq!(packed[0], 0);
+        assert_eq!(packed[1..32], r);
+        assert_eq!(packed[32..], s);
+        assert!(matches!(
+            pack_signature(&[1; 33], &s),
+            Err(BackendError::Unavailable(_))
+        ));
+        assert!(matches!(
+            pack_signature(&r, &[1; 33]),
+            Err(BackendError::Unavailable(_))
+        ));
     }
 }

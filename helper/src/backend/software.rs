@@ -12,7 +12,9 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use zeroize::Zeroizing;
 
-use super::{AuthValue, BackendError, DaState, KdfParams, KeyBackend, KeyBlob, NewKey};
+use super::{
+    AuthValue, BackendError, DaState, KdfParams, KeyBackend, KeyBlob, NewKey, pack_signature,
+};
 
 const AAD: &[u8] = b"aloha software vault v1";
 const NONCE_LEN: usize = 24;
@@ -173,9 +175,8 @@ impl KeyBackend for SoftwareVault {
         let sig: Signature = key
             .sign_prehash(digest)
             .map_err(|e| BackendError::Unavailable(format!("signing failed: {e}")))?;
-        let mut out = [0u8; 64];
-        out.copy_from_slice(&sig.to_bytes());
-        Ok(out)
+        let (r, s) = sig.split_bytes();
+        pack_signature(&r, &s)
     }
 
     fn change_auth(
