@@ -17,7 +17,8 @@ use aloha::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use aloha::protocol::{Request, Response};
 use aloha::registry::{self, RegisteredKey, RegistryError};
 
-use crate::flow::{Aloha, Args, CallError};
+use crate::args::Args;
+use crate::flow::{Aloha, CallError};
 
 /// What is left of `timeout=` for waiting on alohad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,8 @@ use aloha::protocol::{BackendKind, ErrorCode, Response};
 use aloha::registry::{RegisteredKey, RegistryError};
 
 use crate::alohad::Alohad;
+use crate::args::Args;
+use crate::host::{Host, Level};
 
 /// The PAM return codes this module uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,31 +44,6 @@ pub enum Outcome {
     Unavailable,
     /// Not our business (remote session, unknown user, the user skipped the PIN).
     Ignore,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Debug,
-    Info,
-    Notice,
-    Error,
-}
-
-/// The PAM side of a sign-in: items, the conversation and syslog.
-pub trait Host {
-    /// PAM_USER (pam_get_user may ask for it).
-    fn user(&mut self) -> Option<String>;
-    fn service(&self) -> String;
-    fn rhost(&self) -> Option<String>;
-    /// Ask for a secret with echo off. `Err(())`: the conversation failed or was cancelled.
-    #[allow(clippy::result_unit_err)]
-    fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()>;
-    /// Show an error message (not under PAM_SILENT — the host knows).
-    fn tell(&mut self, message: &str);
-    /// pam_syslog(LOG_AUTHPRIV); [`Level::Debug`] only with the `debug` argument.
-    fn log(&mut self, level: Level, message: &str);
-    /// The user's uid from the system's user database.
-    fn uid_of(&self, user: &str) -> Option<u32>;
 }
 
 /// How a request to alohad failed.
@@ -107,63 +84,6 @@ pub trait Aloha {
 /// working when the time runs out, after the PIN was sent — a counted attempt that fails.
 pub fn min_sign_in_time(timeout: Duration) -> Duration {
     Duration::from_secs(2).min(timeout / 2)
-}
-
-/// Module arguments from the PAM service file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Args {
-    /// `socket=PATH`: alohad's socket (default: aloha.toml, else /run/aloha/alohad.sock).
-    pub socket: Option<PathBuf>,
-    /// `config=PATH`: aloha.toml to read (default /etc/aloha/aloha.toml).
-    pub config: Option<PathBuf>,
-    /// `timeout=SECONDS`: how long, in all, one sign-in may wait for alohad (default 10).
-    pub timeout: Duration,
-    /// `debug`: log every step.
-    pub debug: bool,
-    /// Arguments we did not understand (logged, otherwise ignored).
-    pub unknown: Vec<String>,
-}
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Args {
-    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Args {
-        let mut parsed = Args {
-            socket: None,
-            config: None,
-            timeout: DEFAULT_TIMEOUT,
-            debug: false,
-            unknown: vec![],
-        };
-        for arg in args {
-            match arg.split_once('=') {
-                Some(("socket", v)) if !v.is_empty() => parsed.socket = Some(v.into()),
-                Some(("config", v)) if !v.is_empty() => parsed.config = Some(v.into()),
-                Some(("timeout", v)) => match v.parse::<f64>() {
-                    Ok(s) if s > 0.0 && s <= 600.0 => parsed.timeout = Duration::from_secs_f64(s),
-                    _ => parsed.unknown.push(arg.to_string()),
-                },
-                None if arg == "debug" => parsed.debug = true,
-                _ => parsed.unknown.push(arg.to_string()),
-            }
-        }
-        parsed
-    }
-
-    /// The arguments in effect, defaults included, for the debug log.
-    fn describe(&self) -> String {
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(default)".to_string(), |p| p.display().to_string())
-        };
-        format!(
-            "socket={} config={} timeout={}s debug={}",
-            path(&self.socket),
-            path(&self.config),
-            self.timeout.as_secs_f64(),
-            self.debug
-        )
-    }
 }
 
 /// Is this PAM_RHOST the machine itself?
@@ -495,29 +415,7 @@ fn unavailable(host: &mut dyn Host, user: &str, service: &str, e: &ClientError) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arguments() {
-        let a = Args::parse([
-            "socket=/tmp/s",
-            "config=/tmp/c.toml",
-            "timeout=2.5",
-            "debug",
-            "bogus",
-            "timeout=-1",
-        ]);
-        assert_eq!(a.socket, Some(PathBuf::from("/tmp/s")));
-        assert_eq!(a.config, Some(PathBuf::from("/tmp/c.toml")));
-        assert_eq!(a.timeout, Duration::from_millis(2500));
-        assert!(a.debug);
-        assert_eq!(
-            a.unknown,
-            vec!["bogus".to_string(), "timeout=-1".to_string()]
-        );
-        let d = Args::parse([]);
-        assert_eq!(d.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(d.socket, None);
-    }
+    use crate::args::DEFAULT_TIMEOUT;
 
     #[test]
     fn the_sign_in_keeps_a_minimum_of_the_timeout() {
