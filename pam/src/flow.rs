@@ -1,5 +1,5 @@
 //! What pam_aloha does, as ordinary Rust behind two traits: [`Host`] (the PAM handle in
-//! production) and [`Aloha`] (config, key registry and alohad in production; see
+//! production) and [`Daemon`] (config, key registry and alohad in production; see
 //! [`crate::alohad`]). Tests script both. No policy lives here: alohad decides; this side
 //! proves.
 //!
@@ -16,20 +16,19 @@
 //!    a reply of the wrong kind) is PAM_AUTH_ERR: whoever took the PIN did not answer as
 //!    alohad does.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aloha::Secret;
-use aloha::challenge::{self, ChallengeError, Nonce};
+use aloha::challenge;
 use aloha::client::ClientError;
 use aloha::config::ConfigError;
 use aloha::frame::FrameError;
 use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
 use aloha::protocol::{BackendKind, ErrorCode, Response};
-use aloha::registry::{RegisteredKey, RegistryError};
+use aloha::registry::RegistryError;
 
 use crate::alohad::Alohad;
 use crate::args::Args;
+use crate::daemon::{CallError, Daemon};
 use crate::host::{Host, Level};
 
 /// The PAM return codes this module uses.
@@ -44,39 +43,6 @@ pub enum Outcome {
     Unavailable,
     /// Not our business (remote session, unknown user, the user skipped the PIN).
     Ignore,
-}
-
-/// How a request to alohad failed.
-#[derive(Debug)]
-pub enum CallError {
-    /// Before the request left: no connection, no greeting, not root, out of time.
-    NotSent(ClientError),
-    /// After the request was sent: a refusal, or no well-formed reply.
-    Sent(ClientError),
-}
-
-/// The Aloha side of a sign-in: where the registered key is, alohad, the clock, randomness.
-pub trait Aloha {
-    /// Config, socket and state dir in effect, for the debug log.
-    fn describe(&self) -> String;
-    fn socket(&self) -> &Path;
-    /// Where `user`'s registered public key lives.
-    fn key_path(&self, user: &str) -> PathBuf;
-    /// The key the answer is checked against: from the registry, never from the socket.
-    fn registered_key(&self, user: &str, uid: u32) -> Result<RegisteredKey, RegistryError>;
-    fn status(&mut self, user: &str) -> Result<Response, CallError>;
-    fn sign_in(
-        &mut self,
-        user: &str,
-        service: &str,
-        nonce: Nonce,
-        pin: Secret,
-    ) -> Result<Response, CallError>;
-    fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
-    /// Unix seconds (for "try again in …").
-    fn now(&self) -> u64;
-    /// What is left of `timeout=` for waiting on alohad.
-    fn time_left(&self) -> Duration;
 }
 
 /// The least of `timeout=` that must be left for the sign-in before the PIN is asked for:
@@ -114,12 +80,12 @@ pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
     authenticate_with(host, args, Alohad::open)
 }
 
-/// One sign-in attempt; `open` makes the Aloha side once the session is known to be local.
+/// One sign-in attempt; `open` makes the daemon side once the session is known to be local.
 /// Never panics; every way out is logged once (and each step at debug level).
-pub fn authenticate_with<A: Aloha>(
+pub fn authenticate_with<D: Daemon>(
     host: &mut dyn Host,
     args: &Args,
-    open: impl FnOnce(&Args) -> Result<A, ConfigError>,
+    open: impl FnOnce(&Args) -> Result<D, ConfigError>,
 ) -> Outcome {
     let service = host.service();
     host.log(
@@ -414,6 +380,12 @@ fn unavailable(host: &mut dyn Host, user: &str, service: &str, e: &ClientError) 
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use aloha::Secret;
+    use aloha::challenge::{ChallengeError, Nonce};
+    use aloha::registry::RegisteredKey;
+
     use super::*;
     use crate::args::DEFAULT_TIMEOUT;
 
@@ -569,7 +541,7 @@ mod tests {
         })
     }
 
-    impl Aloha for &mut Fake {
+    impl Daemon for &mut Fake {
         fn describe(&self) -> String {
             "a fake alohad".into()
         }
@@ -1002,7 +974,7 @@ mod tests {
                 Ok(&mut fake)
             });
             assert_eq!(outcome, Outcome::Ignore);
-            assert!(!opened, "the Aloha side is not even opened");
+            assert!(!opened, "the daemon side is not even opened");
             assert_eq!(h.asked, 0);
         }
         let mut h = scripted("login", Some("203.0.113.9"));

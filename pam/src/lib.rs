@@ -5,6 +5,7 @@
 
 pub mod alohad;
 pub mod args;
+pub mod daemon;
 pub mod flow;
 pub mod host;
 mod pam_host;
