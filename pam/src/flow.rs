@@ -31,9 +31,9 @@ use crate::args::Args;
 use crate::daemon::{CallError, Daemon};
 use crate::host::{Host, Level};
 
-/// The PAM return codes this module uses.
+/// How a sign-in attempt ends, one per PAM return code this module uses (lib.rs maps them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Verdict {
     Success,
     /// A wrong PIN, a forged or broken answer, a wait in force.
     AuthErr,
@@ -76,7 +76,7 @@ fn kind(r: &Response) -> &'static str {
 }
 
 /// One sign-in attempt against the real config, registry and alohad.
-pub fn authenticate(host: &mut dyn Host, args: &Args) -> Outcome {
+pub fn authenticate(host: &mut dyn Host, args: &Args) -> Verdict {
     authenticate_with(host, args, Alohad::open)
 }
 
@@ -86,7 +86,7 @@ pub fn authenticate_with<D: Daemon>(
     host: &mut dyn Host,
     args: &Args,
     open: impl FnOnce(&Args) -> Result<D, ConfigError>,
-) -> Outcome {
+) -> Verdict {
     let service = host.service();
     host.log(
         Level::Debug,
@@ -100,7 +100,7 @@ pub fn authenticate_with<D: Daemon>(
     }
     let Some(user) = host.user() else {
         host.log(Level::Notice, "no user name; leaving it to the next module");
-        return Outcome::Ignore;
+        return Verdict::Ignore;
     };
     let says = |host: &mut dyn Host, level: Level, why: &str| {
         host.log(level, &format!("user={user} service={service} {why}"));
@@ -108,7 +108,7 @@ pub fn authenticate_with<D: Daemon>(
 
     if service == "sshd" {
         says(host, Level::Info, "result=ignore: remote session (sshd)");
-        return Outcome::Ignore;
+        return Verdict::Ignore;
     }
     if let Some(rhost) = host.rhost().filter(|r| !is_local(r)) {
         says(
@@ -116,21 +116,21 @@ pub fn authenticate_with<D: Daemon>(
             Level::Info,
             &format!("result=ignore: remote session from {rhost}"),
         );
-        return Outcome::Ignore;
+        return Verdict::Ignore;
     }
 
     let mut aloha = match open(args) {
         Ok(a) => a,
         Err(e) => {
             says(host, Level::Error, &format!("result=unavailable: {e}"));
-            return Outcome::Unavailable;
+            return Verdict::Unavailable;
         }
     };
     says(host, Level::Debug, &format!("using {}", aloha.describe()));
 
     let Some(uid) = host.uid_of(&user) else {
         says(host, Level::Info, "result=ignore: no such user");
-        return Outcome::Ignore;
+        return Verdict::Ignore;
     };
     let key_path = aloha.key_path(&user);
     says(
@@ -146,11 +146,11 @@ pub fn authenticate_with<D: Daemon>(
                 Level::Info,
                 "result=unavailable: no Aloha PIN enrolled",
             );
-            return Outcome::Unavailable;
+            return Verdict::Unavailable;
         }
         Err(e) => {
             says(host, Level::Error, &format!("result=unavailable: {e}"));
-            return Outcome::Unavailable;
+            return Verdict::Unavailable;
         }
     };
 
@@ -167,7 +167,7 @@ pub fn authenticate_with<D: Daemon>(
                     kind(&other)
                 ),
             );
-            return Outcome::Unavailable;
+            return Verdict::Unavailable;
         }
         Err(CallError::NotSent(e) | CallError::Sent(e)) => {
             return unavailable(host, &user, &service, &e);
@@ -190,21 +190,21 @@ pub fn authenticate_with<D: Daemon>(
             Level::Info,
             "result=unavailable: registered key but no container (alohad)",
         );
-        return Outcome::Unavailable;
+        return Verdict::Unavailable;
     }
     if let Some(message) = refusal_message(&user, status.gate, status.failed_attempts, aloha.now())
     {
         host.tell(&message);
-        let (outcome, what) = match status.gate {
-            Gate::Locked => (Outcome::MaxTries, "locked"),
-            _ => (Outcome::AuthErr, "waiting"),
+        let (verdict, what) = match status.gate {
+            Gate::Locked => (Verdict::MaxTries, "locked"),
+            _ => (Verdict::AuthErr, "waiting"),
         };
         says(
             host,
             Level::Notice,
             &format!("result={what}: not prompting"),
         );
-        return outcome;
+        return verdict;
     }
 
     // The TPM guard refuses every TPM-backed sign-in before the PIN is checked: say so instead
@@ -219,7 +219,7 @@ pub fn authenticate_with<D: Daemon>(
             Level::Notice,
             "result=unavailable: the TPM guard pauses PIN sign-in; not prompting",
         );
-        return Outcome::Unavailable;
+        return Verdict::Unavailable;
     }
 
     let left = aloha.time_left();
@@ -234,7 +234,7 @@ pub fn authenticate_with<D: Daemon>(
                 args.timeout.as_secs_f64()
             ),
         );
-        return Outcome::Unavailable;
+        return Verdict::Unavailable;
     }
 
     says(host, Level::Debug, "asking for the PIN");
@@ -246,7 +246,7 @@ pub fn authenticate_with<D: Daemon>(
                 Level::Info,
                 "result=ignore: empty PIN, falling through to the password",
             );
-            return Outcome::Ignore;
+            return Verdict::Ignore;
         }
         Err(()) => {
             says(
@@ -254,7 +254,7 @@ pub fn authenticate_with<D: Daemon>(
                 Level::Info,
                 "result=ignore: PIN prompt cancelled or failed",
             );
-            return Outcome::Ignore;
+            return Verdict::Ignore;
         }
     };
 
@@ -262,7 +262,7 @@ pub fn authenticate_with<D: Daemon>(
         Ok(n) => n,
         Err(e) => {
             says(host, Level::Error, &format!("result=unavailable: {e}"));
-            return Outcome::Unavailable;
+            return Verdict::Unavailable;
         }
     };
     says(
@@ -292,7 +292,7 @@ pub fn authenticate_with<D: Daemon>(
                  was sent; is something impersonating alohad?"
             ),
         );
-        Outcome::AuthErr
+        Verdict::AuthErr
     };
     match reply {
         Ok(Response::Signed { signature, backend }) => {
@@ -308,7 +308,7 @@ pub fn authenticate_with<D: Daemon>(
                         Level::Info,
                         &format!("result=success ({})", backend.name()),
                     );
-                    Outcome::Success
+                    Verdict::Success
                 }
                 Err(e) => {
                     says(
@@ -326,23 +326,23 @@ pub fn authenticate_with<D: Daemon>(
         Ok(other) => denied(host, &format!("an unexpected {} reply", kind(&other))),
         Err(CallError::Sent(ClientError::Refused(f))) => {
             host.tell(&f.message);
-            let (outcome, what) = match f.code {
+            let (verdict, what) = match f.code {
                 ErrorCode::WrongPin if f.left_before_lock == Some(0) => {
-                    (Outcome::MaxTries, "wrong_pin_now_locked")
+                    (Verdict::MaxTries, "wrong_pin_now_locked")
                 }
-                ErrorCode::WrongPin => (Outcome::AuthErr, "wrong_pin"),
-                ErrorCode::Delayed => (Outcome::AuthErr, "waiting"),
-                ErrorCode::Locked => (Outcome::MaxTries, "locked"),
+                ErrorCode::WrongPin => (Verdict::AuthErr, "wrong_pin"),
+                ErrorCode::Delayed => (Verdict::AuthErr, "waiting"),
+                ErrorCode::Locked => (Verdict::MaxTries, "locked"),
                 // alohad could not try (TPM lockout, key store down, busy...): its message
                 // says why, and the password decides.
-                _ => (Outcome::Unavailable, "unavailable"),
+                _ => (Verdict::Unavailable, "unavailable"),
             };
             says(
                 host,
                 Level::Notice,
                 &format!("result={what} ({:?})", f.code),
             );
-            outcome
+            verdict
         }
         // Silence is what a slow alohad looks like too (Argon2id, a busy TPM): not a sign of
         // impersonation, but the attempt may have been counted, so still no success.
@@ -356,7 +356,7 @@ pub fn authenticate_with<D: Daemon>(
                     args.timeout.as_secs_f64()
                 ),
             );
-            Outcome::AuthErr
+            Verdict::AuthErr
         }
         Err(CallError::Sent(e)) => denied(host, &format!("no valid reply ({e})")),
         Err(CallError::NotSent(e)) => {
@@ -366,7 +366,7 @@ pub fn authenticate_with<D: Daemon>(
     }
 }
 
-fn unavailable(host: &mut dyn Host, user: &str, service: &str, e: &ClientError) -> Outcome {
+fn unavailable(host: &mut dyn Host, user: &str, service: &str, e: &ClientError) -> Verdict {
     if let ClientError::Refused(f) = e {
         // e.g. the TPM is in lockout, or the state is corrupt: the user should know.
         host.tell(&f.message);
@@ -375,7 +375,7 @@ fn unavailable(host: &mut dyn Host, user: &str, service: &str, e: &ClientError) 
         Level::Notice,
         &format!("user={user} service={service} result=unavailable: {e}"),
     );
-    Outcome::Unavailable
+    Verdict::Unavailable
 }
 
 #[cfg(test)]
@@ -676,7 +676,7 @@ mod tests {
         status: Status,
         answer: Answer,
         reply: Reply,
-        outcome: Outcome,
+        verdict: Verdict,
         /// Each PAM_ERROR_MSG must contain the matching text.
         told: &'static [&'static str],
         /// The one log line that is not debug must contain this.
@@ -691,7 +691,7 @@ mod tests {
         status: Status::Open,
         answer: Answer::Pin(PIN),
         reply: Reply::Signed,
-        outcome: Outcome::Success,
+        verdict: Verdict::Success,
         told: &[],
         logged: "user=alice service=sudo result=success (TPM 2.0)",
         prompted: true,
@@ -706,7 +706,7 @@ mod tests {
         Case {
             name: "wrong PIN, tries left",
             reply: Reply::WrongPin { left: 2 },
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Wrong PIN. 2 more tries before the lock."],
             logged: "result=wrong_pin (WrongPin)",
             ..OPEN
@@ -714,7 +714,7 @@ mod tests {
         Case {
             name: "wrong PIN, none left",
             reply: Reply::WrongPin { left: 0 },
-            outcome: Outcome::MaxTries,
+            verdict: Verdict::MaxTries,
             told: &["Wrong PIN. 0 more tries before the lock."],
             logged: "result=wrong_pin_now_locked",
             ..OPEN
@@ -722,7 +722,7 @@ mod tests {
         Case {
             name: "a waiting time before the prompt",
             status: Status::Delayed,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Too many wrong PINs: try again in 10 minutes"],
             logged: "result=waiting: not prompting",
             prompted: false,
@@ -732,7 +732,7 @@ mod tests {
         Case {
             name: "a waiting time after the PIN",
             reply: Reply::Delayed,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Next try in 10 minutes"],
             logged: "result=waiting (Delayed)",
             ..OPEN
@@ -740,7 +740,7 @@ mod tests {
         Case {
             name: "locked before the prompt",
             status: Status::Locked,
-            outcome: Outcome::MaxTries,
+            verdict: Verdict::MaxTries,
             told: &["locked after 10 wrong tries — use your password"],
             logged: "result=locked: not prompting",
             prompted: false,
@@ -750,7 +750,7 @@ mod tests {
         Case {
             name: "the TPM guard pauses PIN sign-in",
             status: Status::TpmPaused,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             told: &[
                 "PIN sign-in is paused for every user — the TPM is close to its dictionary-attack lockout; next attempt in about 2 hours",
             ],
@@ -762,7 +762,7 @@ mod tests {
         Case {
             name: "locked after the PIN",
             reply: Reply::Locked,
-            outcome: Outcome::MaxTries,
+            verdict: Verdict::MaxTries,
             told: &["use your password"],
             logged: "result=locked (Locked)",
             ..OPEN
@@ -770,7 +770,7 @@ mod tests {
         Case {
             name: "empty PIN",
             answer: Answer::Pin(""),
-            outcome: Outcome::Ignore,
+            verdict: Verdict::Ignore,
             logged: "result=ignore: empty PIN",
             sign_ins: 0,
             ..OPEN
@@ -778,7 +778,7 @@ mod tests {
         Case {
             name: "cancelled conversation",
             answer: Answer::Cancel,
-            outcome: Outcome::Ignore,
+            verdict: Verdict::Ignore,
             logged: "result=ignore: PIN prompt cancelled or failed",
             sign_ins: 0,
             ..OPEN
@@ -786,7 +786,7 @@ mod tests {
         Case {
             name: "unexpected reply",
             reply: Reply::Done,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Aloha's answer was not valid; use your password."],
             logged: "result=denied: an unexpected done reply from /fake.sock after the PIN",
             ..OPEN
@@ -794,7 +794,7 @@ mod tests {
         Case {
             name: "garbage reply",
             reply: Reply::Garbage,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Aloha's answer was not valid"],
             logged: "result=denied: no valid reply (alohad sent a malformed reply",
             ..OPEN
@@ -802,7 +802,7 @@ mod tests {
         Case {
             name: "no reply after the PIN",
             reply: Reply::Silence,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Aloha did not answer in time; use your password."],
             logged: "result=denied: no answer within timeout=10s after the PIN was sent",
             ..OPEN
@@ -810,7 +810,7 @@ mod tests {
         Case {
             name: "too little of the timeout left after the status check",
             status: Status::Slow,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             logged: "result=unavailable: only 1.5s of timeout=10s left after the status check",
             prompted: false,
             sign_ins: 0,
@@ -819,7 +819,7 @@ mod tests {
         Case {
             name: "bad signature",
             reply: Reply::RandomSignature,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Aloha's answer was not valid"],
             logged: "result=denied: an answer that does not verify",
             ..OPEN
@@ -827,7 +827,7 @@ mod tests {
         Case {
             name: "signature by another key",
             reply: Reply::SignedByAnotherKey,
-            outcome: Outcome::AuthErr,
+            verdict: Verdict::AuthErr,
             told: &["Aloha's answer was not valid"],
             logged: "does not verify against the user's registered public key",
             ..OPEN
@@ -835,7 +835,7 @@ mod tests {
         Case {
             name: "registered key but no container",
             status: Status::NoContainer,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             logged: "result=unavailable: registered key but no container (alohad)",
             prompted: false,
             sign_ins: 0,
@@ -844,7 +844,7 @@ mod tests {
         Case {
             name: "no registered key",
             enrolled: false,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             logged: "result=unavailable: no Aloha PIN enrolled",
             prompted: false,
             sign_ins: 0,
@@ -853,7 +853,7 @@ mod tests {
         Case {
             name: "daemon down before the prompt",
             status: Status::Down,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             logged: "result=unavailable: alohad is not reachable at /fake.sock",
             prompted: false,
             sign_ins: 0,
@@ -862,7 +862,7 @@ mod tests {
         Case {
             name: "daemon gone before the PIN was sent",
             reply: Reply::Down,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             told: &["Aloha did not answer; use your password."],
             logged: "result=unavailable: alohad is not reachable",
             ..OPEN
@@ -870,7 +870,7 @@ mod tests {
         Case {
             name: "the key store cannot be used",
             reply: Reply::BackendUnavailable,
-            outcome: Outcome::Unavailable,
+            verdict: Verdict::Unavailable,
             told: &["The TPM cannot be used now"],
             logged: "result=unavailable (BackendUnavailable)",
             ..OPEN
@@ -878,7 +878,7 @@ mod tests {
     ];
 
     #[test]
-    fn every_outcome_and_its_message() {
+    fn every_verdict_and_its_message() {
         for case in CASES {
             let mut host = scripted("sudo", None);
             host.answer = case.answer;
@@ -888,9 +888,9 @@ mod tests {
                 reply: case.reply,
                 sign_ins: 0,
             };
-            let outcome = authenticate_with(&mut host, &Args::parse(["debug"]), |_| Ok(&mut fake));
+            let verdict = authenticate_with(&mut host, &Args::parse(["debug"]), |_| Ok(&mut fake));
             let name = case.name;
-            assert_eq!(outcome, case.outcome, "{name}: {:?}", host.logs);
+            assert_eq!(verdict, case.verdict, "{name}: {:?}", host.logs);
             assert_eq!(host.told.len(), case.told.len(), "{name}: {:?}", host.told);
             for (told, want) in host.told.iter().zip(case.told) {
                 assert!(told.contains(want), "{name}: {told:?} lacks {want:?}");
@@ -929,10 +929,10 @@ mod tests {
     fn debug_lines_trace_every_step_and_never_the_pin() {
         let mut host = scripted("sudo", None);
         let mut fake = OPEN_FAKE;
-        let outcome = authenticate_with(&mut host, &Args::parse(["debug", "timeout=3"]), |_| {
+        let verdict = authenticate_with(&mut host, &Args::parse(["debug", "timeout=3"]), |_| {
             Ok(&mut fake)
         });
-        assert_eq!(outcome, Outcome::Success);
+        assert_eq!(verdict, Verdict::Success);
         let debug: Vec<&str> = host
             .logs
             .iter()
@@ -969,11 +969,11 @@ mod tests {
             let mut h = scripted(service, rhost);
             let mut opened = false;
             let mut fake = OPEN_FAKE;
-            let outcome = authenticate_with(&mut h, &Args::parse([]), |_| {
+            let verdict = authenticate_with(&mut h, &Args::parse([]), |_| {
                 opened = true;
                 Ok(&mut fake)
             });
-            assert_eq!(outcome, Outcome::Ignore);
+            assert_eq!(verdict, Verdict::Ignore);
             assert!(!opened, "the daemon side is not even opened");
             assert_eq!(h.asked, 0);
         }
@@ -990,7 +990,7 @@ mod tests {
     fn an_unreadable_config_falls_through() {
         let mut h = scripted("sudo", None);
         let args = Args::parse(["config=/nonexistent/aloha.toml"]);
-        assert_eq!(authenticate(&mut h, &args), Outcome::Unavailable);
+        assert_eq!(authenticate(&mut h, &args), Verdict::Unavailable);
         assert_eq!(h.asked, 0);
         assert!(
             h.logged().contains("cannot read the config file"),

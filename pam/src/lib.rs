@@ -1,5 +1,5 @@
 //! pam_aloha.so: the thin PAM shell around [`flow`]. The hooks are here; `pam_host` reads PAM
-//! items, runs the conversation and logs with pam_syslog; this file maps the flow's outcome
+//! items, runs the conversation and logs with pam_syslog; this file maps the flow's verdict
 //! to a PAM return code. Every hook runs under pam-bindings' catch_unwind guard (and the
 //! workspace builds with panic = "unwind"), so nothing can unwind into sudo or gdm.
 
@@ -17,12 +17,24 @@ use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 
 use args::Args;
-use flow::Outcome;
+use flow::Verdict;
 use host::{Host, Level};
 use pam_host::PamHost;
 
 /// pam_data key marking "this module authenticated this user" for pam_sm_setcred.
 const AUTHENTICATED: &str = "pam_aloha_authenticated_user";
+
+impl From<Verdict> for PamResultCode {
+    fn from(verdict: Verdict) -> PamResultCode {
+        match verdict {
+            Verdict::Success => PamResultCode::PAM_SUCCESS,
+            Verdict::AuthErr => PamResultCode::PAM_AUTH_ERR,
+            Verdict::MaxTries => PamResultCode::PAM_MAXTRIES,
+            Verdict::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            Verdict::Ignore => PamResultCode::PAM_IGNORE,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct PamAloha;
@@ -37,20 +49,14 @@ impl PamHooks for PamAloha {
             silent: flags & PAM_SILENT != 0,
             debug: args.debug,
         };
-        let outcome = flow::authenticate(&mut host, &args);
-        if outcome == Outcome::Success
+        let verdict = flow::authenticate(&mut host, &args);
+        if verdict == Verdict::Success
             && let Some(user) = host.user()
             && host.pamh.set_data(AUTHENTICATED, Box::new(user)).is_err()
         {
             host.log(Level::Error, "cannot record the sign-in for setcred");
         }
-        match outcome {
-            Outcome::Success => PamResultCode::PAM_SUCCESS,
-            Outcome::AuthErr => PamResultCode::PAM_AUTH_ERR,
-            Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
-            Outcome::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
-            Outcome::Ignore => PamResultCode::PAM_IGNORE,
-        }
+        PamResultCode::from(verdict)
     }
 
     /// Success for the user this module authenticated in this transaction; otherwise not ours.
