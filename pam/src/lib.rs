@@ -9,6 +9,8 @@ pub mod daemon;
 pub mod flow;
 pub mod host;
 mod pam_host;
+#[cfg(test)]
+mod scripted;
 
 use std::ffi::CStr;
 
