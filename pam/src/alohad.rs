@@ -5,7 +5,8 @@
 //! check and the sign-in each use a connection of their own, so that no connection idles while
 //! the user types), not a deadline per step: a daemon that stalls every step costs `timeout`
 //! once. Time at the PIN prompt is the user's and is not counted. If the status check leaves
-//! less than the flow's minimum for a sign-in (`min_sign_in_time`), no PIN is asked for.
+//! less than the check step's minimum for a sign-in (`min_sign_in_time` in flow/check.rs), no
+//! PIN is asked for.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

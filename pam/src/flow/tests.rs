@@ -1,29 +1,5 @@
-use std::time::Duration;
-
 use super::*;
-use crate::args::DEFAULT_TIMEOUT;
 use crate::scripted::{Answer, PIN, Reply, ScriptedDaemon, ScriptedHost, Status};
-
-#[test]
-fn the_sign_in_keeps_a_minimum_of_the_timeout() {
-    assert_eq!(min_sign_in_time(DEFAULT_TIMEOUT), Duration::from_secs(2));
-    assert_eq!(
-        min_sign_in_time(Duration::from_secs(3)),
-        Duration::from_millis(1500)
-    );
-}
-
-#[test]
-fn locality() {
-    for local in ["", "localhost", "127.0.0.1", "127.0.1.1", "::1", "[::1]"] {
-        assert!(is_local(local), "{local}");
-    }
-    for remote in ["10.0.0.7", "example.org", "2001:db8::1"] {
-        assert!(!is_local(remote), "{remote}");
-    }
-    let own = nix::unistd::gethostname().unwrap().into_string().unwrap();
-    assert!(is_local(&own));
-}
 
 struct Case {
     name: &'static str,
