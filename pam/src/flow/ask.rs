@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use aloha::Secret;
 
-use super::{Attempt, Verdict};
+use super::attempt::{Attempt, Verdict};
 use crate::host::{Host, Level};
 
 /// The PIN the user typed, never empty.

@@ -11,7 +11,7 @@ use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
 use aloha::protocol::{BackendKind, Response, UserStatus};
 use aloha::registry::{RegisteredKey, RegistryError};
 
-use super::{Attempt, Ready, Verdict, kind};
+use super::attempt::{Attempt, Ready, Verdict, kind};
 use crate::args::Args;
 use crate::daemon::{CallError, Daemon};
 use crate::host::{Host, Level};

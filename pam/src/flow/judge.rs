@@ -7,8 +7,8 @@ use aloha::client::ClientError;
 use aloha::frame::FrameError;
 use aloha::protocol::{BackendKind, ErrorCode, Failure, Response};
 
+use super::attempt::{Attempt, Ready, Verdict, kind};
 use super::prove::Exchange;
-use super::{Attempt, Ready, Verdict, kind};
 use crate::args::Args;
 use crate::daemon::{CallError, Daemon};
 use crate::host::{Host, Level};

@@ -21,6 +21,7 @@
 //!    wrong kind) is PAM_AUTH_ERR: whoever took the PIN did not answer as alohad does.
 
 mod ask;
+mod attempt;
 mod check;
 mod judge;
 mod prove;
@@ -28,79 +29,15 @@ mod prove;
 mod tests;
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
-use aloha::client::ClientError;
 use aloha::config::ConfigError;
-use aloha::protocol::Response;
-use aloha::registry::RegisteredKey;
 
 use crate::alohad::Alohad;
 use crate::args::Args;
 use crate::daemon::Daemon;
-use crate::host::{Host, Level};
+use crate::host::Host;
 
-/// How a sign-in attempt ends, one per PAM return code this module uses (lib.rs maps them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Success,
-    /// A wrong PIN, a forged or broken answer, a wait in force.
-    AuthErr,
-    /// The PIN is locked.
-    MaxTries,
-    /// Nothing to sign in with here (not enrolled, daemon down): the password decides.
-    Unavailable,
-    /// Not our business (remote session, unknown user, the user skipped the PIN).
-    Ignore,
-}
-
-/// Who signs in to which service: every line logged about the attempt starts with it.
-struct Attempt {
-    user: String,
-    service: String,
-}
-
-impl Attempt {
-    /// One line `user=… service=… {what}`.
-    fn log(&self, host: &mut dyn Host, level: Level, what: &str) {
-        host.log(
-            level,
-            &format!("user={} service={} {what}", self.user, self.service),
-        );
-    }
-
-    /// alohad could not be asked (or could not try): the password decides.
-    fn unavailable(&self, host: &mut dyn Host, e: &ClientError) -> Verdict {
-        if let ClientError::Refused(f) = e {
-            // e.g. the TPM is in lockout, or the state is corrupt: the user should know.
-            host.tell(&f.message);
-        }
-        self.log(host, Level::Notice, &format!("result=unavailable: {e}"));
-        Verdict::Unavailable
-    }
-}
-
-/// What the check established, for the steps after it: a local attempt by a user with a
-/// registered key, and a daemon that will take one.
-struct Ready<D> {
-    attempt: Attempt,
-    daemon: D,
-    /// The key the answer is checked against.
-    registered: RegisteredKey,
-    /// Where `registered` was read from, for the debug log.
-    key_path: PathBuf,
-}
-
-/// A reply's kind, for logs (a signature is not a secret, but it is noise).
-fn kind(r: &Response) -> &'static str {
-    match r {
-        Response::Hello { .. } => "hello",
-        Response::Status(_) => "status",
-        Response::Done { .. } => "done",
-        Response::Signed { .. } => "signed",
-        Response::Error(_) => "error",
-    }
-}
+pub use attempt::Verdict;
 
 /// One sign-in attempt against the real config, registry and alohad.
 pub fn authenticate(host: &mut dyn Host, args: &Args) -> Verdict {

@@ -7,7 +7,7 @@ use aloha::Secret;
 use aloha::challenge::Nonce;
 use aloha::protocol::Response;
 
-use super::{Ready, Verdict};
+use super::attempt::{Ready, Verdict};
 use crate::daemon::{CallError, Daemon};
 use crate::host::{Host, Level};
 

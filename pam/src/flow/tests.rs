@@ -1,4 +1,5 @@
 use super::*;
+use crate::host::Level;
 use crate::scripted::{Answer, PIN, Reply, ScriptedDaemon, ScriptedHost, Status};
 
 struct Case {
