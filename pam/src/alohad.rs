@@ -1,11 +1,12 @@
-//! The real Aloha side of a sign-in ([`Aloha`]): aloha.toml, the key registry, alohad's
+//! The real daemon side of a sign-in ([`Daemon`]): aloha.toml, the key registry, alohad's
 //! socket, the clock and the system's randomness.
 //!
 //! `timeout=` is one [`Budget`] for all waiting on alohad in one pam_authenticate (the status
 //! check and the sign-in each use a connection of their own, so that no connection idles while
 //! the user types), not a deadline per step: a daemon that stalls every step costs `timeout`
 //! once. Time at the PIN prompt is the user's and is not counted. If the status check leaves
-//! less than [`crate::flow::min_sign_in_time`], no PIN is asked for.
+//! less than the check step's minimum for a sign-in (`min_sign_in_time` in flow/check.rs), no
+//! PIN is asked for.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +18,11 @@ use aloha::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use aloha::protocol::{Request, Response};
 use aloha::registry::{self, RegisteredKey, RegistryError};
 
-use crate::flow::{Aloha, Args, CallError};
+use crate::args::Args;
+use crate::daemon::{CallError, Daemon};
+
+#[cfg(test)]
+mod tests;
 
 /// What is left of `timeout=` for waiting on alohad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +91,7 @@ impl Alohad {
     }
 }
 
-impl Aloha for Alohad {
+impl Daemon for Alohad {
     fn describe(&self) -> String {
         format!(
             "config {}, socket {}, state dir {}, {:.1}s for alohad",
@@ -141,25 +146,5 @@ impl Aloha for Alohad {
 
     fn time_left(&self) -> Duration {
         self.budget.left()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_is_shared_and_the_prompt_is_free() {
-        let t0 = Instant::now();
-        let mut b = Budget::new(Duration::from_secs(10));
-        assert_eq!(b.deadline(t0), t0 + Duration::from_secs(10));
-        // The status check waited 4 s.
-        b.spend(t0, t0 + Duration::from_secs(4));
-        // The user typed for a minute; the sign-in starts then and gets what is left.
-        let t1 = t0 + Duration::from_secs(64);
-        assert_eq!(b.deadline(t1), t1 + Duration::from_secs(6));
-        b.spend(t1, t1 + Duration::from_secs(9));
-        assert_eq!(b.left(), Duration::ZERO);
-        assert_eq!(b.deadline(t1), t1);
     }
 }

@@ -1,103 +1,41 @@
-//! pam_aloha.so: the thin PAM shell around [`flow`]. It reads PAM items, runs the
-//! conversation, logs with pam_syslog, and maps the flow's outcome to a PAM return code.
-//! Every hook runs under pam-bindings' catch_unwind guard (and the workspace builds with
-//! panic = "unwind"), so nothing can unwind into sudo or gdm.
+//! pam_aloha.so: the thin PAM shell around [`flow`]. The hooks are here; `pam_host` reads PAM
+//! items, runs the conversation and logs with pam_syslog; this file maps the flow's verdict
+//! to a PAM return code. Every hook runs under pam-bindings' catch_unwind guard (and the
+//! workspace builds with panic = "unwind"), so nothing can unwind into sudo or gdm.
 
 pub mod alohad;
+pub mod args;
+pub mod daemon;
 pub mod flow;
+pub mod host;
+mod pam_host;
+#[cfg(test)]
+mod scripted;
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::CStr;
 
-use aloha::Secret;
-use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PamFlag, PamResultCode};
-use pam::conv::Conv;
-use pam::items::{RHost, Service};
+use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 
-use flow::{Args, Host, Level, Outcome};
+use args::Args;
+use flow::Verdict;
+use host::{Host, Level};
+use pam_host::PamHost;
 
 /// pam_data key marking "this module authenticated this user" for pam_sm_setcred.
 const AUTHENTICATED: &str = "pam_aloha_authenticated_user";
 
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_syslog(pamh: *const c_void, priority: c_int, fmt: *const c_char, ...);
-}
-
-struct PamHost<'a> {
-    pamh: &'a mut PamHandle,
-    silent: bool,
-    debug: bool,
-}
-
-impl Host for PamHost<'_> {
-    fn user(&mut self) -> Option<String> {
-        self.pamh.get_user(None).ok().filter(|u| !u.is_empty())
-    }
-
-    fn service(&self) -> String {
-        match self.pamh.get_item::<Service>() {
-            Ok(Some(s)) => s.0.to_string_lossy().into_owned(),
-            _ => String::new(),
+impl From<Verdict> for PamResultCode {
+    fn from(verdict: Verdict) -> PamResultCode {
+        match verdict {
+            Verdict::Success => PamResultCode::PAM_SUCCESS,
+            Verdict::AuthErr => PamResultCode::PAM_AUTH_ERR,
+            Verdict::MaxTries => PamResultCode::PAM_MAXTRIES,
+            Verdict::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            Verdict::Ignore => PamResultCode::PAM_IGNORE,
         }
     }
-
-    fn rhost(&self) -> Option<String> {
-        match self.pamh.get_item::<RHost>() {
-            Ok(Some(h)) => Some(h.0.to_string_lossy().into_owned()),
-            _ => None,
-        }
-    }
-
-    fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()> {
-        let conv = match self.pamh.get_item::<Conv>() {
-            Ok(Some(c)) => c,
-            _ => return Err(()),
-        };
-        match conv.send(PAM_PROMPT_ECHO_OFF, prompt) {
-            Ok(Some(reply)) => reply.as_str().map(Secret::new).map_err(|_| ()),
-            Ok(None) => Ok(Secret::default()),
-            Err(_) => Err(()),
-        }
-    }
-
-    fn tell(&mut self, message: &str) {
-        if self.silent {
-            return;
-        }
-        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
-            let _ = conv.send(PAM_ERROR_MSG, message);
-        }
-    }
-
-    fn log(&mut self, level: Level, message: &str) {
-        let priority = match level {
-            Level::Debug if !self.debug => return,
-            Level::Debug => libc::LOG_DEBUG,
-            Level::Info => libc::LOG_INFO,
-            Level::Notice => libc::LOG_NOTICE,
-            Level::Error => libc::LOG_ERR,
-        };
-        let Ok(text) = CString::new(message.replace('\0', " ")) else {
-            return;
-        };
-        let handle: *const PamHandle = self.pamh;
-        // SAFETY: a live PAM handle from libpam; "%s" with one NUL-terminated string argument.
-        unsafe { pam_syslog(handle.cast(), priority, c"%s".as_ptr(), text.as_ptr()) };
-    }
-
-    fn uid_of(&self, user: &str) -> Option<u32> {
-        nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.as_raw())
-    }
-}
-
-fn args_of<'a>(args: &'a [&CStr]) -> Args {
-    let strings: Vec<&'a str> = args.iter().filter_map(|a| a.to_str().ok()).collect();
-    Args::parse(strings)
 }
 
 #[derive(Debug)]
@@ -107,26 +45,20 @@ pam_hooks!(PamAloha);
 
 impl PamHooks for PamAloha {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        let args = args_of(&args);
+        let args = Args::from_pam(&args);
         let mut host = PamHost {
             pamh,
             silent: flags & PAM_SILENT != 0,
             debug: args.debug,
         };
-        let outcome = flow::authenticate(&mut host, &args);
-        if outcome == Outcome::Success
+        let verdict = flow::authenticate(&mut host, &args);
+        if verdict == Verdict::Success
             && let Some(user) = host.user()
             && host.pamh.set_data(AUTHENTICATED, Box::new(user)).is_err()
         {
             host.log(Level::Error, "cannot record the sign-in for setcred");
         }
-        match outcome {
-            Outcome::Success => PamResultCode::PAM_SUCCESS,
-            Outcome::AuthErr => PamResultCode::PAM_AUTH_ERR,
-            Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
-            Outcome::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
-            Outcome::Ignore => PamResultCode::PAM_IGNORE,
-        }
+        PamResultCode::from(verdict)
     }
 
     /// Success for the user this module authenticated in this transaction; otherwise not ours.

@@ -1,0 +1,148 @@
+//! Step 4: alohad's reply → the verdict. Only a signature over our nonce that verifies against
+//! the registered key is PAM_SUCCESS; alohad's refusals say what they say; anything else once
+//! the PIN has been sent is PAM_AUTH_ERR.
+
+use aloha::challenge::{self, Nonce};
+use aloha::client::ClientError;
+use aloha::frame::FrameError;
+use aloha::protocol::{BackendKind, ErrorCode, Failure, Response};
+
+use super::attempt::{Attempt, Ready, Verdict, kind};
+use super::prove::Exchange;
+use crate::args::Args;
+use crate::daemon::{CallError, Daemon};
+use crate::host::{Host, Level};
+
+pub(super) fn reply<D: Daemon>(
+    host: &mut dyn Host,
+    args: &Args,
+    ready: &Ready<D>,
+    exchange: Exchange,
+) -> Verdict {
+    let attempt = &ready.attempt;
+    log_reply(host, attempt, &exchange.reply);
+    match exchange.reply {
+        Ok(Response::Signed { signature, backend }) => {
+            signed(host, ready, &exchange.nonce, &signature, backend)
+        }
+        Ok(other) => denied(
+            host,
+            ready,
+            &format!("an unexpected {} reply", kind(&other)),
+        ),
+        Err(CallError::Sent(ClientError::Refused(f))) => refused(host, attempt, &f),
+        // Silence is what a slow alohad looks like too (Argon2id, a busy TPM): not a sign of
+        // impersonation, but the attempt may have been counted, so still no success.
+        Err(CallError::Sent(ClientError::Frame(FrameError::Timeout))) => {
+            host.tell("Aloha did not answer in time; use your password.");
+            attempt.log(
+                host,
+                Level::Error,
+                &format!(
+                    "result=denied: no answer within timeout={}s after the PIN was sent",
+                    args.timeout.as_secs_f64()
+                ),
+            );
+            Verdict::AuthErr
+        }
+        Err(CallError::Sent(e)) => denied(host, ready, &format!("no valid reply ({e})")),
+        Err(CallError::NotSent(e)) => {
+            host.tell("Aloha did not answer; use your password.");
+            attempt.unavailable(host, &e)
+        }
+    }
+}
+
+/// The reply's kind (or why there was none), for the debug log.
+fn log_reply(host: &mut dyn Host, attempt: &Attempt, reply: &Result<Response, CallError>) {
+    let line = match reply {
+        Ok(r) => format!("reply: {}", kind(r)),
+        Err(CallError::Sent(ClientError::Refused(f))) => format!("reply: refused ({:?})", f.code),
+        Err(CallError::NotSent(e) | CallError::Sent(e)) => format!("no reply: {e}"),
+    };
+    attempt.log(host, Level::Debug, &line);
+}
+
+/// A signature: success only if it is the registered key's, over this user and our nonce.
+fn signed<D: Daemon>(
+    host: &mut dyn Host,
+    ready: &Ready<D>,
+    nonce: &Nonce,
+    signature: &[u8],
+    backend: BackendKind,
+) -> Verdict {
+    let Ready {
+        attempt,
+        registered,
+        key_path,
+        ..
+    } = ready;
+    match challenge::verify(&registered.public_key, &attempt.user, nonce, signature) {
+        Ok(()) => {
+            attempt.log(
+                host,
+                Level::Debug,
+                &format!("the signature verifies against {}", key_path.display()),
+            );
+            attempt.log(
+                host,
+                Level::Info,
+                &format!("result=success ({})", backend.name()),
+            );
+            Verdict::Success
+        }
+        Err(e) => {
+            attempt.log(
+                host,
+                Level::Debug,
+                &format!(
+                    "the signature does not verify against {}",
+                    key_path.display()
+                ),
+            );
+            denied(
+                host,
+                ready,
+                &format!("an answer that does not verify ({e})"),
+            )
+        }
+    }
+}
+
+/// One of alohad's refusals: its message says why, and its code decides the verdict.
+fn refused(host: &mut dyn Host, attempt: &Attempt, f: &Failure) -> Verdict {
+    host.tell(&f.message);
+    let (verdict, what) = match f.code {
+        ErrorCode::WrongPin if f.left_before_lock == Some(0) => {
+            (Verdict::MaxTries, "wrong_pin_now_locked")
+        }
+        ErrorCode::WrongPin => (Verdict::AuthErr, "wrong_pin"),
+        ErrorCode::Delayed => (Verdict::AuthErr, "waiting"),
+        ErrorCode::Locked => (Verdict::MaxTries, "locked"),
+        // alohad could not try (TPM lockout, key store down, busy...): its message says why,
+        // and the password decides.
+        _ => (Verdict::Unavailable, "unavailable"),
+    };
+    attempt.log(
+        host,
+        Level::Notice,
+        &format!("result={what} ({:?})", f.code),
+    );
+    verdict
+}
+
+/// After the PIN was sent, an answer alohad would not give: whoever took the PIN is not alohad,
+/// or alohad is broken.
+fn denied<D: Daemon>(host: &mut dyn Host, ready: &Ready<D>, why: &str) -> Verdict {
+    host.tell("Aloha's answer was not valid; use your password.");
+    ready.attempt.log(
+        host,
+        Level::Error,
+        &format!(
+            "result=denied: {why} from {} after the PIN was sent; is something impersonating \
+             alohad?",
+            ready.daemon.socket().display()
+        ),
+    );
+    Verdict::AuthErr
+}

@@ -1,0 +1,70 @@
+//! What pam_aloha does, as ordinary Rust behind two traits: [`Host`] (the PAM handle in
+//! production) and [`Daemon`] (config, key registry and alohad in production; see
+//! [`crate::alohad`]). Tests script both. No policy lives here: alohad decides; this side
+//! proves.
+//!
+//! [`authenticate_with`] runs these steps in order, each in a module of its own; a step hands
+//! the next one its input, or ends the attempt with a [`Verdict`]:
+//!
+//! 1. `check`: is there an attempt to make?
+//!    - Remote sessions (non-local PAM_RHOST, or sshd) → PAM_IGNORE: a network attacker must
+//!      not burn anyone's attempts.
+//!    - No registered key, daemon unreachable, config unreadable → fall through to the
+//!      password (PAM_AUTHINFO_UNAVAIL, fprintd's convention); an unknown user → PAM_IGNORE.
+//!      Either way with one log line saying why.
+//!    - Locked or waiting → say so ("use your password"), no prompt.
+//! 2. `ask`: prompt `PIN:`; empty or cancelled → fall through, nothing counted.
+//! 3. `prove`: our nonce + PIN to alohad.
+//! 4. `judge`: the signature that comes back is verified here against the registered public
+//!    key. Only a verified signature is PAM_SUCCESS. Once the PIN has been sent, anything but
+//!    a verifying signature or one of alohad's refusals (garbage, silence, a reply of the
+//!    wrong kind) is PAM_AUTH_ERR: whoever took the PIN did not answer as alohad does.
+
+mod ask;
+mod attempt;
+mod check;
+mod judge;
+mod prove;
+#[cfg(test)]
+mod tests;
+
+use std::ops::ControlFlow;
+
+use aloha::config::ConfigError;
+
+use crate::alohad::Alohad;
+use crate::args::Args;
+use crate::daemon::Daemon;
+use crate::host::Host;
+
+pub use attempt::Verdict;
+
+/// One sign-in attempt against the real config, registry and alohad.
+pub fn authenticate(host: &mut dyn Host, args: &Args) -> Verdict {
+    authenticate_with(host, args, Alohad::open)
+}
+
+/// One sign-in attempt; `open` makes the daemon side once the session is known to be local.
+/// Never panics; every way out is logged once (and each step at debug level).
+pub fn authenticate_with<D: Daemon>(
+    host: &mut dyn Host,
+    args: &Args,
+    open: impl FnOnce(&Args) -> Result<D, ConfigError>,
+) -> Verdict {
+    match steps(host, args, open) {
+        ControlFlow::Break(early) => early,
+        ControlFlow::Continue(judged) => judged,
+    }
+}
+
+/// The steps in order; `?` ends the attempt early with a step's verdict.
+fn steps<D: Daemon>(
+    host: &mut dyn Host,
+    args: &Args,
+    open: impl FnOnce(&Args) -> Result<D, ConfigError>,
+) -> ControlFlow<Verdict, Verdict> {
+    let mut ready = check::run(host, args, open)?;
+    let pin = ask::pin(host, &ready.attempt)?;
+    let exchange = prove::send(host, &mut ready, pin)?;
+    ControlFlow::Continue(judge::reply(host, args, &ready, exchange))
+}

@@ -1,0 +1,216 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aloha::Secret;
+use aloha::challenge::{self, ChallengeError, Nonce};
+use aloha::client::ClientError;
+use aloha::lockout::Gate;
+use aloha::protocol::{ErrorCode, Response};
+use aloha::registry::{RegisteredKey, RegistryError};
+
+use crate::args::DEFAULT_TIMEOUT;
+use crate::daemon::{CallError, Daemon};
+
+const NOW: u64 = 1_800_000_000;
+
+/// What the fake alohad says to the status request.
+#[derive(Debug, Clone, Copy)]
+pub enum Status {
+    Open,
+    NoContainer,
+    Delayed,
+    Locked,
+    TpmPaused,
+    /// Open, but the status check used most of `timeout=`.
+    Slow,
+    Down,
+}
+
+/// What the fake alohad answers once it has the PIN.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    Signed,
+    SignedByAnotherKey,
+    RandomSignature,
+    WrongPin { left: u32 },
+    Delayed,
+    Locked,
+    BackendUnavailable,
+    Done,
+    Garbage,
+    Silence,
+    Down,
+}
+
+/// alohad, the registry, the clock and randomness, scripted.
+#[derive(Debug)]
+pub struct ScriptedDaemon {
+    /// Whether alice has a registered key.
+    pub enrolled: bool,
+    pub status: Status,
+    pub reply: Reply,
+    /// How many sign-in requests (each with a PIN) reached it.
+    pub sign_ins: usize,
+}
+
+impl ScriptedDaemon {
+    /// alice is enrolled, nothing is in her way, and the PIN is right.
+    pub const OPEN: ScriptedDaemon = ScriptedDaemon {
+        enrolled: true,
+        status: Status::Open,
+        reply: Reply::Signed,
+        sign_ins: 0,
+    };
+}
+
+fn signing_key(seed: u8) -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap()
+}
+
+fn sign(seed: u8, user: &str, nonce: &Nonce) -> Vec<u8> {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let sig: p256::ecdsa::Signature = signing_key(seed)
+        .sign_prehash(&challenge::signin_digest(user, nonce))
+        .unwrap();
+    sig.to_bytes().to_vec()
+}
+
+fn refused(code: ErrorCode, message: &str, left: Option<u32>) -> CallError {
+    let mut f = aloha::protocol::Failure::new(code, message);
+    f.left_before_lock = left;
+    CallError::Sent(ClientError::Refused(f))
+}
+
+fn down() -> CallError {
+    CallError::NotSent(ClientError::Unreachable {
+        path: "/fake.sock".into(),
+        reason: "nothing listens there (is alohad running?)".into(),
+    })
+}
+
+impl Daemon for &mut ScriptedDaemon {
+    fn describe(&self) -> String {
+        "a fake alohad".into()
+    }
+    fn socket(&self) -> &Path {
+        Path::new("/fake.sock")
+    }
+    fn key_path(&self, user: &str) -> PathBuf {
+        format!("/fake/public/{user}.pub").into()
+    }
+    fn registered_key(&self, user: &str, uid: u32) -> Result<RegisteredKey, RegistryError> {
+        if !self.enrolled {
+            return Err(RegistryError::NotEnrolled {
+                user: user.into(),
+                path: self.key_path(user),
+            });
+        }
+        Ok(RegisteredKey {
+            version: 1,
+            user: user.into(),
+            uid,
+            backend: aloha::protocol::BackendKind::Tpm,
+            public_key: signing_key(7).verifying_key().to_sec1_bytes().to_vec(),
+        })
+    }
+    fn status(&mut self, user: &str) -> Result<Response, CallError> {
+        let gate = match self.status {
+            Status::Down => return Err(down()),
+            Status::Open | Status::NoContainer | Status::TpmPaused | Status::Slow => Gate::Open {
+                left_before_delay: 3,
+                left_before_lock: 10,
+            },
+            Status::Delayed => Gate::Delayed { until: NOW + 600 },
+            Status::Locked => Gate::Locked,
+        };
+        Ok(Response::Status(aloha::protocol::UserStatus {
+            user: user.into(),
+            uid: 1000,
+            enrolled: !matches!(self.status, Status::NoContainer),
+            backend: Some(aloha::protocol::BackendKind::Tpm),
+            protectors: vec!["pin".into()],
+            pin_set_at: None,
+            pin_expires_at: None,
+            failed_attempts: if matches!(self.status, Status::Locked) {
+                10
+            } else {
+                4
+            },
+            max_attempts: 10,
+            gate,
+            tpm: None,
+            tpm_pause: matches!(self.status, Status::TpmPaused).then_some(
+                aloha::lockout::TpmPause {
+                    in_lockout: false,
+                    until: Some(NOW + 7200),
+                },
+            ),
+            default_backend: None,
+            protection: None,
+            problem: None,
+        }))
+    }
+    fn sign_in(
+        &mut self,
+        user: &str,
+        service: &str,
+        nonce: Nonce,
+        pin: Secret,
+    ) -> Result<Response, CallError> {
+        assert_eq!((user, service), ("alice", "sudo"));
+        assert_eq!(nonce, Nonce([5; 32]));
+        assert!(!pin.is_empty());
+        self.sign_ins += 1;
+        let signed = |signature| Response::Signed {
+            signature,
+            backend: aloha::protocol::BackendKind::Tpm,
+        };
+        match self.reply {
+            Reply::Signed => Ok(signed(sign(7, user, &nonce))),
+            Reply::SignedByAnotherKey => Ok(signed(sign(9, user, &nonce))),
+            Reply::RandomSignature => Ok(signed(vec![0x5a; 64])),
+            Reply::WrongPin { left } => Err(refused(
+                ErrorCode::WrongPin,
+                &format!("Wrong PIN. {left} more tries before the lock."),
+                Some(left),
+            )),
+            Reply::Delayed => Err(refused(
+                ErrorCode::Delayed,
+                "Wrong PIN. Next try in 10 minutes.",
+                None,
+            )),
+            Reply::Locked => Err(refused(
+                ErrorCode::Locked,
+                "alice's PIN is locked — use your password.",
+                None,
+            )),
+            Reply::BackendUnavailable => Err(refused(
+                ErrorCode::BackendUnavailable,
+                "The TPM cannot be used now; use your password.",
+                None,
+            )),
+            Reply::Done => Ok(Response::Done {
+                message: "ok".into(),
+            }),
+            Reply::Garbage => Err(CallError::Sent(ClientError::Malformed(
+                "expected value at line 1 column 1".into(),
+            ))),
+            Reply::Silence => Err(CallError::Sent(ClientError::Frame(
+                aloha::frame::FrameError::Timeout,
+            ))),
+            Reply::Down => Err(down()),
+        }
+    }
+    fn nonce(&mut self) -> Result<Nonce, ChallengeError> {
+        Ok(Nonce([5; 32]))
+    }
+    fn now(&self) -> u64 {
+        NOW
+    }
+    fn time_left(&self) -> Duration {
+        match self.status {
+            Status::Slow => Duration::from_millis(1500),
+            _ => DEFAULT_TIMEOUT,
+        }
+    }
+}
