@@ -32,28 +32,24 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Every prompt, echoed or not.
-    pub fn prompts(&self) -> Vec<&str> {
+    /// The texts of the messages whose style `wanted` accepts, in order.
+    fn texts(&self, wanted: impl Fn(MessageStyle) -> bool) -> Vec<&str> {
         self.messages
             .iter()
-            .filter(|(s, _)| matches!(s, MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn))
+            .filter(|(s, _)| wanted(*s))
             .map(|(_, t)| t.as_str())
             .collect()
+    }
+    /// Every prompt, echoed or not.
+    pub fn prompts(&self) -> Vec<&str> {
+        self.texts(|s| matches!(s, MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn))
     }
     /// The prompts whose answer is not echoed (PAM_PROMPT_ECHO_OFF).
     pub fn hidden_prompts(&self) -> Vec<&str> {
-        self.messages
-            .iter()
-            .filter(|(s, _)| matches!(s, MessageStyle::PromptEchoOff))
-            .map(|(_, t)| t.as_str())
-            .collect()
+        self.texts(|s| matches!(s, MessageStyle::PromptEchoOff))
     }
     pub fn errors(&self) -> Vec<&str> {
-        self.messages
-            .iter()
-            .filter(|(s, _)| matches!(s, MessageStyle::ErrorMsg))
-            .map(|(_, t)| t.as_str())
-            .collect()
+        self.texts(|s| matches!(s, MessageStyle::ErrorMsg))
     }
 }
 

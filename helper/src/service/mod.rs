@@ -45,6 +45,7 @@ use crate::password::PasswordChecker;
 use crate::semaphore::Semaphore;
 use crate::store::Store;
 use crate::users::UserDb;
+use pin::NewPin;
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
 
@@ -169,7 +170,7 @@ impl Service {
                 user,
                 password,
                 pin,
-            } => self.pin_set(caller, &user, password.as_ref(), &pin),
+            } => self.new_pin(caller, &user, password.as_ref(), &pin, NewPin::Set),
             Request::PinChange {
                 user,
                 current_pin,
@@ -179,7 +180,7 @@ impl Service {
                 user,
                 password,
                 new_pin,
-            } => self.pin_reset(caller, &user, password.as_ref(), &new_pin),
+            } => self.new_pin(caller, &user, password.as_ref(), &new_pin, NewPin::Reset),
             Request::SignIn {
                 user,
                 service,

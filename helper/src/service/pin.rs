@@ -15,6 +15,13 @@ use crate::backend::AuthValue;
 use crate::store::{CONTAINER_VERSION, Container, Protectors};
 use crate::users::UserInfo;
 
+/// Which request makes a new key: `pin set` (refused where a container exists) or `pin reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NewPin {
+    Set,
+    Reset,
+}
+
 impl Service {
     /// The PIN policy's rules, which depend on nothing secret: checked before anything else.
     fn check_policy(&self, pin: &Secret) -> Result<(), Failure> {
@@ -63,40 +70,28 @@ impl Service {
         Ok(container)
     }
 
-    /// A new key under `pin` for a caller who proves itself (`what` it is for, in the request
-    /// for the password): the policy first (it depends on nothing secret), then the password,
-    /// then the history (an oracle for the current PIN, so only now).
-    fn new_key(
-        &self,
-        caller: &Caller,
-        info: &UserInfo,
-        password: Option<&Secret>,
-        pin: &Secret,
-        what: &str,
-    ) -> Result<(Container, HistoryUpdate), Failure> {
-        self.check_policy(pin)?;
-        self.require_password(caller, info, password, what)?;
-        let update = self.vet_history(&info.name, pin)?;
-        let container = self.enrol(info, pin, &update)?;
-        Ok((container, update))
-    }
-
-    pub(super) fn pin_set(
+    /// `aloha pin set` or `aloha pin reset`: a new key under `pin`, for a caller who proves
+    /// itself. The policy first (it depends on nothing secret), then the password, then the
+    /// history (an oracle for the current PIN, so only now).
+    pub(super) fn new_pin(
         &self,
         caller: &Caller,
         user: &str,
         password: Option<&Secret>,
         pin: &Secret,
+        kind: NewPin,
     ) -> Result<Response, Failure> {
         let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        // A container that exists (even a corrupt one) is not silently replaced.
-        if self
-            .store
-            .load_container(user)
-            .map_err(|e| store_failure(user, e))?
-            .is_some()
+        // A set never replaces a container that exists (even a corrupt one); a reset replaces
+        // it whatever its state (it may be corrupt or locked).
+        if kind == NewPin::Set
+            && self
+                .store
+                .load_container(user)
+                .map_err(|e| store_failure(user, e))?
+                .is_some()
         {
             return Err(Failure::new(
                 ErrorCode::AlreadyEnrolled,
@@ -105,28 +100,28 @@ impl Service {
                 ),
             ));
         }
-        let (c, update) = self.new_key(caller, &info, password, pin, "set a PIN")?;
-        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
-        Ok(update.reply(format!("PIN set for {user} ({}).", c.backend.name())))
-    }
-
-    pub(super) fn pin_reset(
-        &self,
-        caller: &Caller,
-        user: &str,
-        password: Option<&Secret>,
-        pin: &Secret,
-    ) -> Result<Response, Failure> {
-        let info = self.authorize(caller, user)?;
-        let guard = self.user_lock(user);
-        let _held = lock(&guard);
-        // The old container may be corrupt or locked: a reset replaces it either way.
-        let (c, update) = self.new_key(caller, &info, password, pin, "reset your PIN")?;
-        info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
-        Ok(update.reply(format!(
-            "New PIN set for {user} with a new key ({}); the old key is destroyed.",
-            c.backend.name()
-        )))
+        let what = match kind {
+            NewPin::Set => "set a PIN",
+            NewPin::Reset => "reset your PIN",
+        };
+        self.check_policy(pin)?;
+        self.require_password(caller, &info, password, what)?;
+        let update = self.vet_history(user, pin)?;
+        let c = self.enrol(&info, pin, &update)?;
+        let backend = c.backend.name();
+        let message = match kind {
+            NewPin::Set => {
+                info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
+                format!("PIN set for {user} ({backend}).")
+            }
+            NewPin::Reset => {
+                info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
+                format!(
+                    "New PIN set for {user} with a new key ({backend}); the old key is destroyed."
+                )
+            }
+        };
+        Ok(update.reply(message))
     }
 
     pub(super) fn pin_change(
