@@ -13,7 +13,7 @@ use nix::sys::socket::{
 use thiserror::Error;
 
 use crate::frame::{self, FrameError, MAX_FRAME_LEN};
-use crate::protocol::{self, Failure, PROTOCOL_VERSION, Request, Response};
+use crate::protocol::{self, FaceProgress, Failure, PROTOCOL_VERSION, Request, Response};
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -150,14 +150,27 @@ impl Client {
     /// Send one request and wait (bounded) for its reply. Daemon refusals come back as
     /// [`ClientError::Refused`].
     pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
-        let deadline = self.bound.deadline();
+        self.call_with_progress(request, |_| {})
+    }
+
+    /// As [`Client::call`], handing each progress report of a long face operation to
+    /// `progress` as it arrives. Each report is one read: with [`Client::connect`]'s bound,
+    /// every report restarts the wait.
+    pub fn call_with_progress(
+        &mut self,
+        request: &Request,
+        mut progress: impl FnMut(&FaceProgress),
+    ) -> Result<Response, ClientError> {
         let bytes = protocol::encode(request).map_err(|e| ClientError::Malformed(e.to_string()))?;
-        frame::write_frame(&mut self.stream, &bytes, deadline)?;
-        let reply = frame::read_frame(&mut self.stream, deadline, MAX_FRAME_LEN)?;
-        match protocol::decode::<Response>(&reply) {
-            Ok(Response::Error(failure)) => Err(ClientError::Refused(failure)),
-            Ok(response) => Ok(response),
-            Err(e) => Err(ClientError::Malformed(e.to_string())),
+        frame::write_frame(&mut self.stream, &bytes, self.bound.deadline())?;
+        loop {
+            let reply = frame::read_frame(&mut self.stream, self.bound.deadline(), MAX_FRAME_LEN)?;
+            match protocol::decode::<Response>(&reply) {
+                Ok(Response::Error(failure)) => return Err(ClientError::Refused(failure)),
+                Ok(Response::FaceProgress(p)) => progress(&p),
+                Ok(response) => return Ok(response),
+                Err(e) => return Err(ClientError::Malformed(e.to_string())),
+            }
         }
     }
 }

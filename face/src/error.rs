@@ -57,7 +57,7 @@ pub enum FaceError {
     /// A frame's buffer does not match its declared size, or the size is zero.
     #[error("invalid frame: {0}")]
     InvalidFrame(String),
-    /// A frame source has no more frames, or its deadline passed.
+    /// A frame source cannot be set up (no files, an unreadable directory).
     #[error("frame source: {0}")]
     Source(String),
     /// A serialized profile cannot be opened.

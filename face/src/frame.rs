@@ -181,13 +181,33 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Something that yields frames: the v4l2 camera (later), recorded frames (tests, demo).
+/// Why a [`FrameSource`] gave no frame. The kinds matter to alohad: no frame before the
+/// deadline is not a failed sign-in, a camera that is gone or busy means "use the PIN".
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No frame arrived before the deadline.
+    #[error("no frame arrived in time")]
+    Timeout,
+    /// A recording that does not loop has no more frames.
+    #[error("the recording has ended")]
+    Ended,
+    /// Another program holds the camera.
+    #[error("the camera is busy: {0}")]
+    Busy(String),
+    /// The camera went away (unplugged) or cannot be used at all.
+    #[error("the camera is unavailable: {0}")]
+    Unavailable(String),
+    /// A frame arrived but cannot be turned into an image (a recorded file that does not
+    /// decode, a buffer of the wrong size).
+    #[error("a frame could not be read: {0}")]
+    Bad(String),
+}
+
+/// Something that yields frames: a V4L2 camera, or recorded frames played back as one.
 pub trait FrameSource {
     /// The next frame, waiting at most until `deadline`.
-    ///
-    /// Errors: [`FaceError::Source`] when the deadline passed or the source has ended,
-    /// [`FaceError::Image`]/[`FaceError::Io`] when a recorded frame cannot be read.
-    fn next_frame(&mut self, deadline: Instant) -> Result<Frame<'static>>;
+    fn next_frame(&mut self, deadline: Instant)
+    -> std::result::Result<Frame<'static>, SourceError>;
 }
 
 /// Image files played back as a camera, optionally looped.
@@ -244,21 +264,22 @@ impl RecordedFrames {
 }
 
 impl FrameSource for RecordedFrames {
-    fn next_frame(&mut self, deadline: Instant) -> Result<Frame<'static>> {
+    fn next_frame(
+        &mut self,
+        deadline: Instant,
+    ) -> std::result::Result<Frame<'static>, SourceError> {
         if Instant::now() > deadline {
-            return Err(FaceError::Source(
-                "deadline passed before a frame arrived".into(),
-            ));
+            return Err(SourceError::Timeout);
         }
         if self.next >= self.files.len() {
             if !self.looped {
-                return Err(FaceError::Source("end of the recording".into()));
+                return Err(SourceError::Ended);
             }
             self.next = 0;
         }
         let path = &self.files[self.next];
         self.next += 1;
-        Frame::load(path)
+        Frame::load(path).map_err(|e| SourceError::Bad(e.to_string()))
     }
 }
 

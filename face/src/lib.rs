@@ -36,7 +36,7 @@ pub use config::FaceConfig;
 pub use decide::{Decider, Decision, RejectReason};
 pub use engine::{Analysis, Engine, Reject, RejectKind};
 pub use error::{FaceError, Result};
-pub use frame::{Frame, FrameSource, RecordedFrames};
+pub use frame::{Frame, FrameSource, RecordedFrames, SourceError};
 pub use profile::{Descriptor, Profile, ProfileKey, ProfileSet};
 
 /// Length of a face descriptor.

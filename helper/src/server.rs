@@ -292,7 +292,19 @@ fn serve_client(
                 );
                 return;
             }
-            (true, request) => service.handle(&caller, request),
+            (true, request) => {
+                // Progress reports of long face operations; a client that stopped reading ends
+                // the operation.
+                let mut progress = |p| {
+                    send(
+                        &mut stream,
+                        &Response::FaceProgress(p),
+                        Instant::now() + limits.io_timeout,
+                    )
+                    .is_ok()
+                };
+                service.handle(&caller, request, &mut progress)
+            }
         };
         if let Err(e) = send(&mut stream, &response, Instant::now() + limits.io_timeout) {
             debug!(caller_uid = caller.uid, error = %e, "could not send the reply");

@@ -119,6 +119,7 @@ mod tests {
             default_backend: Some(BackendKind::Tpm),
             protection: Some(BackendKind::Tpm.protection().into()),
             problem: None,
+            face: None,
         }
     }
 

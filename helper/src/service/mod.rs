@@ -21,6 +21,7 @@
 mod access;
 mod admin;
 mod attempt;
+mod camera;
 mod failures;
 mod key_stores;
 mod pin;
@@ -37,7 +38,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aloha::config::{BackendChoice, Config};
-use aloha::protocol::{BackendKind, ErrorCode, Failure, Request, Response};
+use aloha::protocol::{BackendKind, ErrorCode, FaceProgress, Failure, Request, Response};
 use tracing::info;
 
 use crate::backend::{KdfParams, KeyBackend};
@@ -158,7 +159,14 @@ impl Service {
         }
     }
 
-    pub fn handle(&self, caller: &Caller, request: Request) -> Response {
+    /// Carry out one request. Long face operations send progress reports through `progress`
+    /// while they run; it answers false when the client has gone, which ends the operation.
+    pub fn handle(
+        &self,
+        caller: &Caller,
+        request: Request,
+        progress: &mut dyn FnMut(FaceProgress) -> bool,
+    ) -> Response {
         let op = request.op();
         let result = match request {
             Request::Hello { .. } => Err(Failure::new(
@@ -189,6 +197,19 @@ impl Service {
             } => self.sign_in(caller, &user, &service, &nonce, &pin),
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
             Request::AdminRemove { user } => self.admin_remove(caller, &user),
+            Request::Camera => Ok(Response::Camera(self.camera_survey())),
+            Request::FaceEnrol { .. }
+            | Request::FaceSignIn { .. }
+            | Request::FaceTest { .. }
+            | Request::FaceList { .. }
+            | Request::FaceRemove { .. }
+            | Request::CameraProbe => {
+                let _ = progress;
+                Err(Failure::new(
+                    ErrorCode::FaceUnavailable,
+                    "face sign-in is not available in this alohad yet; use your PIN or password",
+                ))
+            }
         };
         result.unwrap_or_else(|failure| {
             if !matches!(op, "sign_in") {

@@ -61,6 +61,7 @@ impl Service {
             default_backend: Some(default_backend),
             protection: Some(backend.protection().to_string()),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
+            face: None,
         })
     }
 }

@@ -67,6 +67,9 @@ pub(super) fn kind(r: &Response) -> &'static str {
         Response::Status(_) => "status",
         Response::Done { .. } => "done",
         Response::Signed { .. } => "signed",
+        Response::FaceProgress(_) => "face_progress",
+        Response::FaceProfiles { .. } => "face_profiles",
+        Response::Camera(_) => "camera",
         Response::Error(_) => "error",
     }
 }

@@ -148,6 +148,7 @@ impl Daemon for &mut ScriptedDaemon {
             default_backend: None,
             protection: None,
             problem: None,
+            face: None,
         }))
     }
     fn sign_in(

@@ -72,7 +72,7 @@ impl Meeting {
 
 fn enrol_alice_and_bob(service: &Service) {
     for user in ["alice", "bob"] {
-        let r = service.handle(
+        let r = service.handle_quietly(
             &ROOT,
             Request::PinSet {
                 user: user.into(),
@@ -93,7 +93,7 @@ fn sign_in_together(service: &Arc<Service>, callers: &[(Caller, &'static str)]) 
             let (service, start) = (service.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                service.handle(
+                service.handle_quietly(
                     &caller,
                     Request::SignIn {
                         user: user.into(),

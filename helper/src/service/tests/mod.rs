@@ -377,7 +377,7 @@ impl Fixture {
     }
 
     fn call(&self, caller: Caller, req: Request) -> Result<Response, Failure> {
-        match self.service.handle(&caller, req) {
+        match self.service.handle_quietly(&caller, req) {
             Response::Error(f) => Err(f),
             ok => Ok(ok),
         }
@@ -460,5 +460,12 @@ impl Fixture {
             .dir()
             .join(format!("private/users/{user}/history.json"));
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+}
+
+impl Service {
+    /// [`Service::handle`] for requests that send no progress reports.
+    fn handle_quietly(&self, caller: &Caller, request: Request) -> Response {
+        self.handle(caller, request, &mut |_| true)
     }
 }

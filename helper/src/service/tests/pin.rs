@@ -145,7 +145,7 @@ fn software_containers_keep_working_when_the_default_is_the_tpm() {
     let again = f.rebuild(f.dir(), Config::default(), true);
     assert_eq!(again.default_backend(), BackendKind::Tpm);
     let nonce = Nonce::random().unwrap();
-    let r = again.handle(
+    let r = again.handle_quietly(
         &ALICE,
         Request::SignIn {
             user: "alice".into(),

@@ -64,7 +64,7 @@ fn history_digests_are_salted_per_user_and_keyed_in_the_tpm() {
     config.pin.history = 3;
     let without = f.rebuild(f.dir(), config, false);
     let before = std::fs::read(f.dir().join("private/users/bob/history.json")).unwrap();
-    let r = without.handle(
+    let r = without.handle_quietly(
         &ROOT,
         Request::PinReset {
             user: "bob".into(),

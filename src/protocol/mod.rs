@@ -1,9 +1,18 @@
-//! alohad's socket protocol, version 1: JSON messages in length-prefixed frames ([`crate::frame`]).
+//! alohad's socket protocol, version 2: JSON messages in length-prefixed frames ([`crate::frame`]).
 //!
 //! Every connection starts with [`Request::Hello`] carrying the client's protocol version; the
 //! daemon answers [`Response::Hello`] with its own, or a `version_mismatch` error and closes.
-//! Then any number of requests follow, each answered by exactly one response. Who may ask what
-//! is decided by the daemon from the peer's SO_PEERCRED, never from anything in a message.
+//! Then any number of requests follow, each answered by exactly one final response; long face
+//! operations (enrolment, `aloha face test`, a camera probe) send [`Response::FaceProgress`]
+//! reports before it. Who may ask what is decided by the daemon from the peer's SO_PEERCRED,
+//! never from anything in a message. Version 2 added face sign-in.
+
+mod face;
+
+pub use face::{
+    CameraNode, CameraReport, EmitterReport, FaceProfileInfo, FaceProgress, FaceStatus,
+    FrameVerdict,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +20,7 @@ use crate::challenge::Nonce;
 use crate::lockout::{DaState, Gate, TpmPause};
 use crate::secret::Secret;
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Which key store protects a user's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,8 +90,36 @@ pub enum Request {
     },
     /// Root only: clear the user's failed attempts and lock.
     AdminUnlock { user: String },
-    /// Root only: delete the user's container, counters and registered key.
+    /// Root only: delete the user's container, counters, registered key and face profiles.
     AdminRemove { user: String },
+    /// Enrol the face under `label` (adding to it if it exists); the PIN proves the caller (a
+    /// counted attempt) and releases the key the face protector is made from. Progress
+    /// reports follow until the final reply.
+    FaceEnrol {
+        user: String,
+        label: String,
+        pin: Secret,
+    },
+    /// Sign the verifier's nonce with the user's key, released by a live face match within
+    /// `timeout_ms` (alohad caps it at `face.attempt_timeout_ms`).
+    FaceSignIn {
+        user: String,
+        service: String,
+        nonce: Nonce,
+        timeout_ms: u64,
+    },
+    /// An attempt that reports every frame and the decision, but uses no key and counts
+    /// nothing.
+    FaceTest { user: String, timeout_ms: u64 },
+    /// The user's face profiles (root: anyone's).
+    FaceList { user: String },
+    /// Forget one labelled profile, or all of them and the face protector (`label: None`).
+    FaceRemove { user: String, label: Option<String> },
+    /// The camera survey (`aloha camera`).
+    Camera,
+    /// Root only: try the known IR-emitter controls on the camera in use and record the one
+    /// that lights the emitter. Progress reports follow.
+    CameraProbe,
 }
 
 impl Request {
@@ -97,11 +134,18 @@ impl Request {
             Request::SignIn { .. } => "sign_in",
             Request::AdminUnlock { .. } => "admin_unlock",
             Request::AdminRemove { .. } => "admin_remove",
+            Request::FaceEnrol { .. } => "face_enrol",
+            Request::FaceSignIn { .. } => "face_sign_in",
+            Request::FaceTest { .. } => "face_test",
+            Request::FaceList { .. } => "face_list",
+            Request::FaceRemove { .. } => "face_remove",
+            Request::Camera => "camera",
+            Request::CameraProbe => "camera_probe",
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
     Hello {
@@ -119,7 +163,22 @@ pub enum Response {
         signature: Vec<u8>,
         backend: BackendKind,
     },
+    /// A report while a long face operation runs; the final reply follows.
+    FaceProgress(FaceProgress),
+    /// `face_list`'s answer.
+    FaceProfiles {
+        user: String,
+        profiles: Vec<FaceProfileInfo>,
+    },
+    Camera(CameraReport),
     Error(Failure),
+}
+
+impl Response {
+    /// Whether this ends the request (everything but progress reports).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Response::FaceProgress(_))
+    }
 }
 
 /// A refusal: a machine-readable code and one or two sentences for a person.
@@ -170,6 +229,16 @@ pub enum ErrorCode {
     BackendUnavailable,
     /// A state file is unreadable or corrupt; an administrator must look.
     StateCorrupt,
+    /// Faces were compared and none matched.
+    FaceNoMatch,
+    /// The frames looked like a photo or a screen.
+    FaceNotLive,
+    /// No usable face was seen before the time ran out (not counted as a failure).
+    FaceNotSeen,
+    /// Face sign-in cannot run now: no camera, camera busy or gone, models missing.
+    FaceUnavailable,
+    /// Too many failed face attempts: face is off until a PIN sign-in succeeds.
+    FaceLocked,
     Busy,
     Internal,
 }
@@ -208,6 +277,9 @@ pub struct UserStatus {
     /// Something an administrator must fix (a corrupt state file...), in words.
     #[serde(default)]
     pub problem: Option<String>,
+    /// Face sign-in; `None` when the user has no face enrolled.
+    #[serde(default)]
+    pub face: Option<FaceStatus>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod face;
+
+pub use face::{CameraChoice, EmitterChoice, FaceSettings};
+
 use crate::lockout::LockoutPolicy;
 use crate::policy::PinPolicy;
 
@@ -17,7 +21,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/aloha";
 /// The only config format version this build understands.
 pub const CONFIG_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Format version of this file. Default 1 (the only one).
@@ -26,6 +30,7 @@ pub struct Config {
     pub tpm: TpmConfig,
     pub pin: PinPolicy,
     pub lockout: LockoutPolicy,
+    pub face: FaceSettings,
 }
 
 impl Default for Config {
@@ -36,6 +41,7 @@ impl Default for Config {
             tpm: TpmConfig::default(),
             pin: PinPolicy::default(),
             lockout: LockoutPolicy::default(),
+            face: FaceSettings::default(),
         }
     }
 }
@@ -220,6 +226,7 @@ impl Config {
         }
         self.pin.validate()?;
         self.lockout.validate()?;
+        self.face.validate()?;
         Ok(())
     }
 }
@@ -285,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_shipped_reference_file_is_exactly_the_defaults() {
-        let text = include_str!("../packaging/aloha.toml");
+        let text = include_str!("../../packaging/aloha.toml");
         assert_eq!(parse(text).unwrap(), Config::default());
         // ... and it mentions every key the code knows.
         let all = toml::to_string(&Config::default()).unwrap();
