@@ -5,7 +5,7 @@
 
 mod replay;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aloha::config::{CameraChoice, FaceSettings};
@@ -47,6 +47,58 @@ impl std::fmt::Debug for Camera {
             .field("description", &self.description)
             .field("visible_light", &self.visible_light)
             .finish_non_exhaustive()
+    }
+}
+
+impl Camera {
+    /// A camera over any frame source (the V4L2 and replay cameras; scripted ones in tests).
+    pub fn new(
+        source: Box<dyn FrameSource + Send>,
+        description: String,
+        visible_light: bool,
+    ) -> Camera {
+        Camera {
+            source,
+            description,
+            visible_light,
+        }
+    }
+}
+
+/// The cameras alohad may open: the system's in production, scripted ones in tests.
+pub trait Cameras: Send + Sync {
+    /// Open the camera for one enrolment or attempt.
+    fn open(&self) -> Result<Camera, CameraError>;
+    /// Whether there is a camera to open, without opening it (cheap enough for every status
+    /// request): what would be opened, or why nothing can be.
+    fn present(&self) -> Result<String, String>;
+    /// The survey `aloha camera` shows.
+    fn survey(&self) -> CameraReport;
+}
+
+/// The system's cameras as `[face]` names them.
+#[derive(Debug, Clone)]
+pub struct SystemCameras {
+    pub settings: FaceSettings,
+    /// alohad's state directory (emitter controls recorded by a probe live there).
+    pub state_dir: PathBuf,
+}
+
+impl Cameras for SystemCameras {
+    fn open(&self) -> Result<Camera, CameraError> {
+        open(&self.settings, &self.state_dir)
+    }
+
+    fn present(&self) -> Result<String, String> {
+        let report = survey(&self.settings, &self.state_dir);
+        match (report.usable, report.chosen) {
+            (true, Some(chosen)) => Ok(chosen),
+            _ => Err(report.why),
+        }
+    }
+
+    fn survey(&self) -> CameraReport {
+        survey(&self.settings, &self.state_dir)
     }
 }
 
