@@ -1,0 +1,284 @@
+//! One face sign-in attempt, driven frame by frame by alohad: the match decision
+//! ([`Decider`], at most T compared good frames) and liveness ([`Liveness`]) over the same
+//! frames. The attempt matches only when both agree; it ends at the first sheet evidence, or
+//! when its T frames are used.
+
+use crate::config::FaceConfig;
+use crate::decide::{Decider, DeciderConfig, RejectReason};
+use crate::engine::{Analysis, Reject};
+use crate::frame::Frame;
+use crate::liveness::{Evidence, Liveness, NotLive, Verdict};
+use crate::profile::{Descriptor, Profile, ProfileSet};
+
+/// Label of the profile that confirmed sign-ins add to (see [`ProfileSet::adapt`]).
+pub const ADAPTED_LABEL: &str = "adapted";
+
+/// A successful attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// Distance of the frame that completed the match.
+    pub score: f64,
+    /// Threshold in force.
+    pub threshold: f64,
+    /// Profile of the nearest descriptor.
+    pub profile: String,
+    /// What the liveness check saw.
+    pub liveness: Evidence,
+}
+
+/// Why an attempt ended without a match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The user has no face profile.
+    NoProfile,
+    /// The face did not match within the attempt's T compared frames.
+    NoMatch {
+        /// Smallest distance seen (NaN when no frame was compared).
+        best: f64,
+        /// Threshold in force.
+        threshold: f64,
+    },
+    /// A presentation attack, or no sign of life within the attempt.
+    NotLive(NotLive),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoProfile => f.write_str("no face enrolled for this user: enrol one first"),
+            Self::NoMatch { .. } => {
+                f.write_str("face not recognised: use your PIN, or try again facing the camera")
+            }
+            Self::NotLive(n) => n.fmt(f),
+        }
+    }
+}
+
+/// Where the attempt stands after a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Feed the next frame; `hint` says why this one did not finish the attempt (for the
+    /// user: "too dark", "1 of 2 matching frames so far", …).
+    Continue {
+        /// The reason of the last frame, if any.
+        hint: Option<String>,
+    },
+    /// Recognised and live: sign the user in.
+    Matched(Match),
+    /// The attempt is over without a match; start a new one (a new PAM conversation).
+    Refused(Refusal),
+}
+
+/// Descriptors a refused attempt offers for adaptation (see [`ProfileSet::adapt`]). Only an
+/// [`Attempt`] makes one, and only from frames of a live face track that came near the
+/// profile, so nothing that failed liveness can reach a profile through it.
+#[derive(Debug, Clone)]
+pub struct Adaptation {
+    descriptors: Vec<Descriptor>,
+}
+
+impl Adaptation {
+    /// Descriptors offered.
+    pub fn len(&self) -> usize {
+        self.descriptors.len()
+    }
+
+    /// True when nothing is offered.
+    pub fn is_empty(&self) -> bool {
+        self.descriptors.is_empty()
+    }
+}
+
+/// One attempt for one user.
+#[derive(Debug)]
+pub struct Attempt<'p> {
+    profiles: &'p ProfileSet,
+    decider: Decider,
+    liveness: Liveness,
+    /// Set once M of K frames matched.
+    matched: Option<Match>,
+    best: f64,
+    /// The decision threshold for this user.
+    threshold: f64,
+    /// Good frames of the current face track with their distances (for adaptation).
+    track: Vec<(f64, Descriptor)>,
+    adapt_frames: usize,
+    done: Option<Progress>,
+}
+
+impl<'p> Attempt<'p> {
+    /// A fresh attempt for the owner of `profiles` on a device with `enrolled_users` users.
+    pub fn new(config: &FaceConfig, profiles: &'p ProfileSet, enrolled_users: usize) -> Self {
+        let decider = DeciderConfig::from_face(config, enrolled_users);
+        Self {
+            profiles,
+            threshold: decider.threshold(profiles.references()),
+            decider: Decider::new(decider),
+            liveness: Liveness::new(config.liveness),
+            matched: None,
+            best: f64::NAN,
+            track: Vec::new(),
+            adapt_frames: config.adaptation_frames,
+            done: None,
+        }
+    }
+
+    /// The liveness counts so far.
+    pub fn evidence(&self) -> Evidence {
+        self.liveness.evidence()
+    }
+
+    /// Good frames compared so far (at most `max_attempt_frames`).
+    pub fn compared(&self) -> usize {
+        self.decider.compared()
+    }
+
+    /// Feeds the next camera frame and the engine's result for it. After the attempt has
+    /// ended every call returns the same final progress.
+    pub fn push(&mut self, frame: &Frame<'_>, analysis: &Result<Analysis, Reject>) -> Progress {
+        if let Some(done) = &self.done {
+            return done.clone();
+        }
+        let progress = self.step(frame, analysis);
+        if !matches!(progress, Progress::Continue { .. }) {
+            self.done = Some(progress.clone());
+        }
+        progress
+    }
+
+    fn step(&mut self, frame: &Frame<'_>, analysis: &Result<Analysis, Reject>) -> Progress {
+        if self.profiles.references() == 0 {
+            return Progress::Refused(Refusal::NoProfile);
+        }
+        if self.compared() >= self.decider.config().max_frames {
+            return self.out_of_frames();
+        }
+        if let Ok(a) = analysis {
+            let restarts = self.liveness.evidence().restarts;
+            self.liveness.observe(frame, a);
+            if self.liveness.evidence().restarts != restarts {
+                // Another face took over: only its own frames count from here (the frames
+                // compared so far still count towards T).
+                self.track.clear();
+                self.matched = None;
+                self.decider.clear_window();
+            }
+        }
+        let decision = self.decider.push(analysis, self.profiles);
+        match &decision.reason {
+            Some(RejectReason::NoProfile) => return Progress::Refused(Refusal::NoProfile),
+            Some(RejectReason::FrameLimit { .. }) => return self.out_of_frames(),
+            _ => {}
+        }
+        let Ok(a) = analysis else {
+            return Progress::Continue {
+                hint: decision.reason.as_ref().map(ToString::to_string),
+            };
+        };
+        // NaN until the first comparison.
+        if self.best.is_nan() || decision.score < self.best {
+            self.best = decision.score;
+        }
+        self.track.push((decision.score, a.descriptor.clone()));
+        if decision.accepted && self.matched.is_none() {
+            self.matched = Some(Match {
+                score: decision.score,
+                threshold: self.threshold,
+                profile: decision.profile.clone().unwrap_or_default(),
+                liveness: Evidence::default(),
+            });
+        }
+        match self.liveness.verdict() {
+            Verdict::NotLive(why) => return Progress::Refused(Refusal::NotLive(why)),
+            Verdict::Live => {
+                if let Some(m) = &self.matched {
+                    return Progress::Matched(Match {
+                        liveness: self.liveness.evidence(),
+                        ..m.clone()
+                    });
+                }
+            }
+            Verdict::Undecided => {}
+        }
+        if self.compared() >= self.decider.config().max_frames {
+            return self.out_of_frames();
+        }
+        Progress::Continue {
+            hint: decision.reason.as_ref().map(ToString::to_string),
+        }
+    }
+
+    /// The attempt has compared its T frames.
+    fn out_of_frames(&self) -> Progress {
+        match self.liveness.final_verdict() {
+            Verdict::NotLive(why) if self.matched.is_some() => {
+                Progress::Refused(Refusal::NotLive(why))
+            }
+            Verdict::NotLive(why @ NotLive::Sheet { .. }) => {
+                Progress::Refused(Refusal::NotLive(why))
+            }
+            _ => Progress::Refused(Refusal::NoMatch {
+                best: self.best,
+                threshold: self.threshold,
+            }),
+        }
+    }
+
+    /// After a refused attempt, what the daemon may add to the user's profiles once the user
+    /// has proved who they are with the PIN or password right after it: the descriptors of the
+    /// live face track that came within the threshold cap (`threshold_model.max_threshold`)
+    /// of the profile, at most `adaptation_frames` of them, spread over the track. None when the
+    /// attempt matched, was not seen live, or never came near.
+    pub fn adaptation(&self, config: &FaceConfig) -> Option<Adaptation> {
+        if self.adapt_frames == 0
+            || !matches!(self.done, Some(Progress::Refused(Refusal::NoMatch { .. })))
+            || self.liveness.verdict() != Verdict::Live
+        {
+            return None;
+        }
+        let cap = config.threshold_model.max_threshold;
+        let near: Vec<&Descriptor> = self
+            .track
+            .iter()
+            .filter(|(d, _)| *d <= cap)
+            .map(|(_, d)| d)
+            .collect();
+        // Spread over the track (time order), not the nearest: the frames that came closest
+        // are the ones most like the enrolment, the least new.
+        let n = near.len().min(self.adapt_frames);
+        let descriptors: Vec<Descriptor> = (0..n)
+            .filter_map(|i| near.get(i * near.len() / n.max(1)).map(|d| (*d).clone()))
+            .collect();
+        (!descriptors.is_empty()).then_some(Adaptation { descriptors })
+    }
+}
+
+impl ProfileSet {
+    /// Adds an attempt's [`Adaptation`] to the profile labelled [`ADAPTED_LABEL`], keeping at
+    /// most `max` adapted descriptors (the oldest go first). Call it only after the user
+    /// proved who they are with the PIN or password right after that refused attempt. Every
+    /// added descriptor counts in R, so the threshold tightens as the profile grows (see
+    /// `decide`). Returns the number of adapted descriptors kept.
+    pub fn adapt(&mut self, adaptation: Adaptation, config: &FaceConfig) -> usize {
+        let max = config.adaptation_max_descriptors;
+        let mut kept: Vec<Descriptor> = self
+            .profiles
+            .iter()
+            .find(|p| p.label == ADAPTED_LABEL)
+            .map(|p| p.descriptors.clone())
+            .unwrap_or_default();
+        kept.extend(adaptation.descriptors);
+        let excess = kept.len().saturating_sub(max);
+        kept.drain(..excess);
+        let n = kept.len();
+        if n == 0 {
+            self.remove(ADAPTED_LABEL);
+        } else {
+            self.upsert(Profile {
+                label: ADAPTED_LABEL.into(),
+                descriptors: kept,
+            });
+        }
+        n
+    }
+}
