@@ -13,6 +13,9 @@ use crate::profile::{Descriptor, Profile, ProfileSet};
 /// Label of the profile that confirmed sign-ins add to (see [`ProfileSet::adapt`]).
 pub const ADAPTED_LABEL: &str = "adapted";
 
+/// The hint while a matched face has not yet shown a sign of life.
+pub const WAITING_FOR_LIFE: &str = "face recognised: blink or turn your head slightly";
+
 /// A successful attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
@@ -203,9 +206,11 @@ impl<'p> Attempt<'p> {
         if self.compared() >= self.decider.config().max_frames {
             return self.out_of_frames();
         }
-        Progress::Continue {
-            hint: decision.reason.as_ref().map(ToString::to_string),
-        }
+        let hint = match (&self.matched, &decision.reason) {
+            (Some(_), _) => Some(WAITING_FOR_LIFE.to_string()),
+            (None, r) => r.as_ref().map(ToString::to_string),
+        };
+        Progress::Continue { hint }
     }
 
     /// The attempt has compared its T frames.
@@ -280,5 +285,56 @@ impl ProfileSet {
             });
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DESCRIPTOR_LEN;
+
+    fn desc(x: f32) -> Descriptor {
+        let mut d = [0f32; DESCRIPTOR_LEN];
+        d[0] = x;
+        Descriptor(d)
+    }
+
+    #[test]
+    fn adaptation_is_bounded_labelled_and_keeps_the_newest() {
+        let cfg = FaceConfig {
+            adaptation_max_descriptors: 5,
+            ..FaceConfig::default()
+        };
+        let mut set = ProfileSet::new("alice");
+        set.upsert(Profile {
+            label: "default".into(),
+            descriptors: vec![desc(0.0); 3],
+        });
+        let offer = |from: u8, n: u8| Adaptation {
+            descriptors: (from..from + n).map(|i| desc(f32::from(i))).collect(),
+        };
+        assert_eq!(set.adapt(offer(1, 3), &cfg), 3);
+        assert_eq!(set.references(), 6);
+        assert_eq!(set.adapt(offer(10, 4), &cfg), 5);
+        let adapted = set
+            .profiles
+            .iter()
+            .find(|p| p.label == ADAPTED_LABEL)
+            .unwrap();
+        let firsts: Vec<f32> = adapted.descriptors.iter().map(|d| d.0[0]).collect();
+        assert_eq!(
+            firsts,
+            [3.0, 10.0, 11.0, 12.0, 13.0],
+            "oldest dropped first"
+        );
+        assert_eq!(set.references(), 8, "the enrolled profile is untouched");
+        // A limit of 0 removes what adaptation added, never the enrolled profile.
+        let none = FaceConfig {
+            adaptation_max_descriptors: 0,
+            ..FaceConfig::default()
+        };
+        assert_eq!(set.adapt(offer(20, 1), &none), 0);
+        assert!(set.profiles.iter().all(|p| p.label != ADAPTED_LABEL));
+        assert_eq!(set.references(), 3);
     }
 }

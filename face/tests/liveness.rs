@@ -13,7 +13,7 @@
 // Integration tests: unwrapping is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use aloha_face::attempt::{ADAPTED_LABEL, Attempt, Progress, Refusal};
+use aloha_face::attempt::{ADAPTED_LABEL, Attempt, Progress, Refusal, WAITING_FOR_LIFE};
 use aloha_face::liveness::{Liveness, NotLive};
 use aloha_face::profile::{EnrolSettings, Profile, ProfileSet};
 use aloha_face::{Analysis, Engine, FaceConfig, Frame, models};
@@ -174,13 +174,32 @@ fn a_still_photo_replayed_is_refused_as_not_live() {
     let s = setup();
     let t = s.cfg.max_attempt_frames;
     let f = Frame::gray8(W, H, s.photo.clone()).unwrap();
-    let (p, good) = play(&s, std::iter::repeat_n(f, t + 3));
-    assert_eq!(good, t, "every frame is good until the attempt ends");
-    assert_eq!(
-        not_live(&p),
-        Some(NotLive::NoSignOfLife { pairs: t - 1 }),
-        "{p:?}"
+    let r = s.engine.analyze(&f);
+    let mut attempt = Attempt::new(&s.cfg, &s.set, 1);
+    let mut hints = Vec::new();
+    let mut last = Progress::Continue { hint: None };
+    for _ in 0..t + 3 {
+        last = attempt.push(&f, &r);
+        match &last {
+            Progress::Continue { hint } => hints.push(hint.clone()),
+            _ => break,
+        }
+    }
+    // It matches from the M-th frame on (distance 0), and is told to show life, in vain.
+    assert_eq!(hints.len(), t - 1, "{hints:?}");
+    assert!(
+        hints[s.cfg.match_frames - 1..]
+            .iter()
+            .all(|h| h.as_deref() == Some(WAITING_FOR_LIFE)),
+        "{hints:?}"
     );
+    assert_eq!(attempt.compared(), t);
+    assert_eq!(
+        not_live(&last),
+        Some(NotLive::NoSignOfLife { pairs: t - 1 }),
+        "{last:?}"
+    );
+    assert!(attempt.adaptation(&s.cfg).is_none());
 }
 
 #[test]
