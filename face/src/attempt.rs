@@ -103,8 +103,9 @@ pub struct Attempt<'p> {
     best: f64,
     /// The decision threshold for this user.
     threshold: f64,
-    /// Good frames of the current face track with their distances (for adaptation).
-    track: Vec<(f64, Descriptor)>,
+    /// Good frames of the current face track: distance, descriptor, and whether it may be
+    /// offered for adaptation (not part of a sheet-like pair).
+    track: Vec<(f64, Descriptor, bool)>,
     adapt_frames: usize,
     done: Option<Progress>,
 }
@@ -156,15 +157,23 @@ impl<'p> Attempt<'p> {
         if self.compared() >= self.decider.config().max_frames {
             return self.out_of_frames();
         }
+        let mut sheet_pair = false;
         if let Ok(a) = analysis {
             let restarts = self.liveness.evidence().restarts;
-            self.liveness.observe(frame, a);
+            let cues = self.liveness.observe(frame, a);
             if self.liveness.evidence().restarts != restarts {
                 // Another face took over: only its own frames count from here (the frames
                 // compared so far still count towards T).
                 self.track.clear();
                 self.matched = None;
                 self.decider.clear_window();
+            }
+            if cues.is_some_and(|c| self.liveness.is_sheet(&c)) {
+                // Neither frame of a sheet-like pair may ever reach a profile.
+                if let Some(prev) = self.track.last_mut() {
+                    prev.2 = false;
+                }
+                sheet_pair = true;
             }
         }
         let decision = self.decider.push(analysis, self.profiles);
@@ -182,7 +191,8 @@ impl<'p> Attempt<'p> {
         if self.best.is_nan() || decision.score < self.best {
             self.best = decision.score;
         }
-        self.track.push((decision.score, a.descriptor.clone()));
+        self.track
+            .push((decision.score, a.descriptor.clone(), !sheet_pair));
         if decision.accepted && self.matched.is_none() {
             self.matched = Some(Match {
                 score: decision.score,
@@ -245,8 +255,8 @@ impl<'p> Attempt<'p> {
         let near: Vec<&Descriptor> = self
             .track
             .iter()
-            .filter(|(d, _)| *d <= cap)
-            .map(|(_, d)| d)
+            .filter(|(d, _, ok)| *ok && *d <= cap)
+            .map(|(_, d, _)| d)
             .collect();
         // Spread over the track (time order), not the nearest: the frames that came closest
         // are the ones most like the enrolment, the least new.

@@ -33,6 +33,7 @@ use crate::landmarks::similarity;
 use crate::profile::Descriptor;
 use crate::quality::FACE_REGION;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// Liveness settings (`[face.liveness]`). None of them can turn liveness off: validation
 /// keeps every threshold inside a range where the cues still refuse a still photograph and a
@@ -173,8 +174,9 @@ const BLOCK_MIN_STD: f32 = 0.25;
 struct Observation {
     landmarks: [[f64; 2]; 5],
     eye_distance: f64,
-    /// The chip's face region, zero mean and unit standard deviation.
-    chip: Vec<f32>,
+    /// The chip's face region, zero mean and unit standard deviation: a face image kept
+    /// across frames, so zeroized when dropped, like descriptors.
+    chip: Zeroizing<Vec<f32>>,
     /// Ring patch centres (frame pixels) and their mean gray.
     ring: Vec<([f64; 2], f64)>,
     descriptor: Descriptor,
@@ -375,7 +377,7 @@ impl Observation {
         Self {
             landmarks: a.landmarks,
             eye_distance: e,
-            chip: normalised_chip(img, &a.landmarks),
+            chip: Zeroizing::new(normalised_chip(img, &a.landmarks)),
             ring,
             descriptor: a.descriptor.clone(),
         }
@@ -556,16 +558,28 @@ impl Liveness {
         Some(cues)
     }
 
-    fn count(&mut self, c: &PairCues) {
+    /// Whether a pair shows a sheet sign (surroundings carried, or rigid motion).
+    pub fn is_sheet(&self, c: &PairCues) -> bool {
+        self.signs(c).2 || self.signs(c).3
+    }
+
+    /// (still surroundings, non-rigid change, surroundings carried, rigid motion).
+    fn signs(&self, c: &PairCues) -> (bool, bool, bool, bool) {
         let cfg = &self.config;
+        let measured = c.motion >= cfg.min_motion && c.context.is_finite();
+        (
+            measured && c.context <= cfg.context_live,
+            c.motion <= cfg.max_live_motion && c.nonrigid >= cfg.nonrigid_live,
+            measured && c.context >= cfg.context_attack,
+            c.motion >= cfg.rigid_motion && c.nonrigid < cfg.rigid_nonrigid,
+        )
+    }
+
+    fn count(&mut self, c: &PairCues) {
+        let (still, nonrigid, carried, rigid) = self.signs(c);
+        let sheet = carried || rigid;
         let e = &mut self.evidence;
         e.pairs += 1;
-        let measured = c.motion >= cfg.min_motion && c.context.is_finite();
-        let still = measured && c.context <= cfg.context_live;
-        let carried = measured && c.context >= cfg.context_attack;
-        let rigid = c.motion >= cfg.rigid_motion && c.nonrigid < cfg.rigid_nonrigid;
-        let nonrigid = c.motion <= cfg.max_live_motion && c.nonrigid >= cfg.nonrigid_live;
-        let sheet = carried || rigid;
         e.still_surroundings += usize::from(still);
         e.nonrigid += usize::from(nonrigid);
         e.carried += usize::from(carried);
