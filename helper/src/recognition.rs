@@ -7,11 +7,12 @@ use std::sync::OnceLock;
 
 use aloha::config::FaceSettings;
 use aloha::protocol::FrameVerdict;
+use aloha_face::attempt::Adaptation;
 use aloha_face::decide::DeciderConfig;
 use aloha_face::profile::EnrolSettings;
 use aloha_face::{
-    Analysis, Decider, Engine, FaceConfig, FaceError, Frame, Profile, ProfileSet, Reject,
-    RejectKind,
+    Analysis, Attempt, Engine, FaceConfig, FaceError, Frame, Profile, ProfileSet, Progress,
+    Refusal, Reject, RejectKind,
 };
 
 /// What one frame did to an attempt.
@@ -37,6 +38,9 @@ pub trait Judge: Send {
     fn push(&mut self, frame: &Frame<'_>, analysis: &Result<Analysis, Reject>) -> Step;
     /// Good frames compared so far (a timeout after any is a failed attempt, not "no face").
     fn compared(&self) -> usize;
+    /// After a near miss of a live face, what a PIN sign-in right after it may add to the
+    /// user's profiles (see `aloha_face::attempt`).
+    fn adaptation(&self) -> Option<Adaptation>;
 }
 
 /// Face recognition for alohad.
@@ -47,6 +51,9 @@ pub trait Recognition: Send + Sync {
     /// A judge for one attempt against `profiles`, with `enrolled_users` users with a face on
     /// this machine (the threshold tightens as more enrol).
     fn judge<'a>(&'a self, profiles: &'a ProfileSet, enrolled_users: usize) -> Box<dyn Judge + 'a>;
+    /// Add a confirmed near miss's descriptors to the profiles (bounded, labelled "adapted").
+    /// Returns how many adapted descriptors the profiles now hold.
+    fn adapt(&self, profiles: &mut ProfileSet, adaptation: Adaptation) -> usize;
     /// Turn an enrolment's good frames into a profile.
     fn enrol(&self, label: &str, frames: &[Analysis]) -> Result<Profile, FaceError>;
     /// Good frames an enrolment collects.
@@ -125,10 +132,15 @@ impl Recognition for EngineRecognition {
     }
 
     fn judge<'a>(&'a self, profiles: &'a ProfileSet, enrolled_users: usize) -> Box<dyn Judge + 'a> {
-        Box::new(DeciderJudge {
-            decider: Decider::new(DeciderConfig::from_face(&self.config, enrolled_users)),
+        Box::new(AttemptJudge {
+            attempt: Attempt::new(&self.config, profiles, enrolled_users),
             profiles,
+            config: &self.config,
         })
+    }
+
+    fn adapt(&self, profiles: &mut ProfileSet, adaptation: Adaptation) -> usize {
+        profiles.adapt(adaptation, &self.config)
     }
 
     fn enrol(&self, label: &str, frames: &[Analysis]) -> Result<Profile, FaceError> {
@@ -140,42 +152,49 @@ impl Recognition for EngineRecognition {
     }
 }
 
-/// The engine's M-of-K decision over the T frames an attempt may compare.
-struct DeciderJudge<'a> {
-    decider: Decider,
+/// The engine's attempt: the M-of-K decision over the T frames an attempt may compare, and
+/// liveness over the same frames.
+struct AttemptJudge<'a> {
+    attempt: Attempt<'a>,
     profiles: &'a ProfileSet,
+    config: &'a FaceConfig,
 }
 
-impl Judge for DeciderJudge<'_> {
-    fn push(&mut self, _frame: &Frame<'_>, analysis: &Result<Analysis, Reject>) -> Step {
-        use aloha_face::RejectReason;
-        let d = self.decider.push(analysis, self.profiles);
-        let distance = d.score.is_finite().then_some(d.score as f32);
-        if d.accepted {
-            return Step::Matched {
-                distance: distance.unwrap_or(f32::NAN),
-            };
-        }
-        match d.reason {
-            Some(RejectReason::FrameLimit { .. }) => Step::NoMatch,
-            Some(RejectReason::BadFrame(kind, _)) => Step::Continue {
-                verdict: verdict_of(kind),
-                distance: None,
+impl Judge for AttemptJudge<'_> {
+    fn push(&mut self, frame: &Frame<'_>, analysis: &Result<Analysis, Reject>) -> Step {
+        match self.attempt.push(frame, analysis) {
+            Progress::Matched(m) => Step::Matched {
+                distance: m.score as f32,
             },
-            Some(RejectReason::NoMatch) => Step::Continue {
-                verdict: FrameVerdict::NoMatch,
-                distance,
-            },
-            Some(RejectReason::NeedMoreFrames { .. }) | Some(RejectReason::NoProfile) | None => {
-                Step::Continue {
-                    verdict: FrameVerdict::Match,
-                    distance,
+            Progress::Refused(Refusal::NotLive(why)) => Step::NotLive(why.to_string()),
+            Progress::Refused(_) => Step::NoMatch,
+            Progress::Continue { .. } => match analysis {
+                Err(reject) => Step::Continue {
+                    verdict: verdict_of(reject.kind),
+                    distance: None,
+                },
+                Ok(a) => {
+                    let distance = self.profiles.best_match(&a.descriptor).map(|(d, _)| d);
+                    let threshold = DeciderConfig::from_face(self.config, 1)
+                        .threshold(self.profiles.references());
+                    Step::Continue {
+                        verdict: if distance.is_some_and(|d| f64::from(d) <= threshold) {
+                            FrameVerdict::Match
+                        } else {
+                            FrameVerdict::NoMatch
+                        },
+                        distance,
+                    }
                 }
-            }
+            },
         }
     }
 
     fn compared(&self) -> usize {
-        self.decider.compared()
+        self.attempt.compared()
+    }
+
+    fn adaptation(&self) -> Option<Adaptation> {
+        self.attempt.adaptation(self.config)
     }
 }

@@ -49,6 +49,7 @@ use crate::recognition::Recognition;
 use crate::semaphore::Semaphore;
 use crate::store::Store;
 use crate::users::UserDb;
+use aloha_face::attempt::Adaptation;
 use pin::NewPin;
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
@@ -123,6 +124,9 @@ pub struct Service {
     cameras: Box<dyn Cameras>,
     /// One camera user at a time (enrolment, sign-in, test).
     camera_in_use: Mutex<()>,
+    /// A live near miss's descriptors per user, with when it happened: a PIN sign-in right
+    /// after it adds them to the user's profiles.
+    near_misses: Mutex<HashMap<String, (Adaptation, u64)>>,
     /// One attempt at a time per user, so concurrent attempts can never exceed the limit.
     user_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -157,6 +161,7 @@ impl Service {
             recognition: parts.recognition,
             cameras: parts.cameras,
             camera_in_use: Mutex::new(()),
+            near_misses: Mutex::new(HashMap::new()),
             user_locks: Mutex::new(HashMap::new()),
         };
         service.republish_drifted_keys();

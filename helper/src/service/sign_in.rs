@@ -100,6 +100,7 @@ impl Service {
         let auth = AuthValue::from_pin(pin, &container.pin_salt);
         let blob = &container.protectors.pin;
         let signature = self.attempt(user, &container, |b| b.sign(blob, &auth, &digest))?;
+        self.adapt_after_pin(user, &container);
         Ok(Response::Signed {
             signature: signature.to_vec(),
             backend: container.backend,

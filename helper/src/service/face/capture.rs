@@ -41,17 +41,28 @@ pub(super) fn rejected(analysis: &Result<Analysis, Reject>) -> Option<FrameVerdi
     analysis.as_ref().err().map(|r| verdict_of(r.kind))
 }
 
-/// Run the loop until `until`. `on_frame` sees every frame and its analysis; its reports go to
-/// `progress` (which answers false once the client is gone).
+/// How the loop paces itself.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pace {
+    /// The most to wait for one frame before the camera counts as not delivering.
+    pub frame_timeout: Duration,
+    /// Frames that arrive sooner than this after the last analysed one are dropped.
+    pub interval: Duration,
+}
+
+/// Run the loop until `until`. `on_frame` sees every analysed frame and its analysis; its
+/// reports go to `progress` (which answers false once the client is gone).
 pub(super) fn run<T>(
     camera: &mut dyn FrameSource,
     recognition: &dyn Recognition,
     until: Instant,
-    frame_timeout: Duration,
+    pace: Pace,
     progress: &mut dyn FnMut(FaceProgress) -> bool,
     mut on_frame: impl FnMut(&Frame<'_>, &Result<Analysis, Reject>) -> Flow<T>,
 ) -> Capture<T> {
+    let frame_timeout = pace.frame_timeout;
     let mut frames = 0u32;
+    let mut last: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if now >= until {
@@ -64,21 +75,23 @@ pub(super) fn run<T>(
             Err(SourceError::Timeout) if deadline == until => return Capture::TimedOut,
             Err(e) => return Capture::Camera(e),
         };
+        let arrived = Instant::now();
+        if last.is_some_and(|t| arrived.duration_since(t) < pace.interval) {
+            continue;
+        }
+        last = Some(arrived);
         frames = frames.saturating_add(1);
         let analysis = recognition.analyze(&frame);
         let report = match on_frame(&frame, &analysis) {
             ControlFlow::Break(value) => return Capture::Done(value),
             ControlFlow::Continue(report) => report,
         };
-        let message = match report.verdict {
-            FrameVerdict::NoFace | FrameVerdict::Good | FrameVerdict::Match => {
-                report.verdict.hint().to_string()
-            }
-            _ => match &analysis {
-                Err(reject) => format!("{} ({})", report.verdict.hint(), reject.reason),
-                Ok(_) => report.verdict.hint().to_string(),
-            },
-        };
+        // The hint says what to do; the engine's own reason (numbers, limits) goes to the
+        // log at debug level, not to the person.
+        if let Err(reject) = &analysis {
+            tracing::debug!(frame = frames, reason = %reject.reason, "frame not usable");
+        }
+        let message = report.verdict.hint().to_string();
         let sent = progress(FaceProgress {
             frame: frames,
             verdict: report.verdict,

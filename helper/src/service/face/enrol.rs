@@ -60,7 +60,7 @@ impl Service {
             &mut camera,
             &*self.recognition,
             Instant::now() + Duration::from_millis(self.config.face.enrol_timeout_ms),
-            Duration::from_millis(self.config.face.frame_timeout_ms),
+            self.pace(),
             progress,
             |_, analysis| {
                 if let Ok(a) = analysis {

@@ -76,6 +76,7 @@ impl Service {
         let _held = lock(&guard);
         let record = self.face_record(user)?;
         let Some(label) = label else {
+            lock(&self.near_misses).remove(user);
             self.store
                 .remove_face(user)
                 .map_err(|e| store_failure(user, e))?;

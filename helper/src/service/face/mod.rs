@@ -145,7 +145,7 @@ impl Service {
             camera,
             &*self.recognition,
             Instant::now() + budget.min(Duration::from_millis(face.attempt_timeout_ms)),
-            Duration::from_millis(face.frame_timeout_ms),
+            self.pace(),
             progress,
             |frame, analysis| match judge.push(frame, analysis) {
                 Step::Continue { verdict, distance } => ControlFlow::Continue(Report {
@@ -157,6 +157,14 @@ impl Service {
                 decided => ControlFlow::Break(decided),
             },
         )
+    }
+
+    /// How the capture loop paces itself (`[face]` frame_timeout_ms, frame_interval_ms).
+    fn pace(&self) -> capture::Pace {
+        capture::Pace {
+            frame_timeout: Duration::from_millis(self.config.face.frame_timeout_ms),
+            interval: Duration::from_millis(self.config.face.frame_interval_ms),
+        }
     }
 
     /// Users with a face enrolled (at least one: the one asking).

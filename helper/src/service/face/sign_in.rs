@@ -9,13 +9,18 @@ use std::time::{Duration, Instant};
 use aloha::challenge::{Nonce, signin_digest};
 use aloha::lockout::Attempts;
 use aloha::protocol::{ErrorCode, Failure, Response};
-use tracing::{error, warn};
+use aloha_face::attempt::ADAPTED_LABEL;
+use tracing::{error, info, warn};
 
 use super::super::key_stores::backend_failure;
 use super::super::sign_in::{Factor, log_attempt};
 use super::super::{Caller, Service, lock};
 use super::capture::Capture;
 use crate::recognition::Step;
+use crate::store::{Container, FaceLabel};
+
+/// How soon after a near miss a PIN sign-in confirms it (seconds).
+const NEAR_MISS_WINDOW: u64 = 120;
 
 /// Why an attempt ended without a match.
 enum Miss {
@@ -76,6 +81,9 @@ impl Service {
         // The camera is closed before anything else happens.
         drop(camera);
         let compared = judge.compared();
+        if let Some(adaptation) = judge.adaptation() {
+            lock(&self.near_misses).insert(user.to_string(), (adaptation, self.clock.now()));
+        }
         drop(judge);
         let miss = match end {
             Capture::Done(Step::Matched { .. }) => {
@@ -149,6 +157,50 @@ impl Service {
                 )
             }
         })
+    }
+
+    /// A PIN sign-in succeeded: if a live face of this user came near its profile just before
+    /// (within [`NEAR_MISS_WINDOW`]), the PIN confirms it was the user, and its descriptors
+    /// join the profile labelled "adapted" (bounded; counted in the threshold's R). This is
+    /// how face sign-in keeps working across days and light. Failures are logged, never
+    /// passed on: the PIN sign-in itself succeeded.
+    pub(in crate::service) fn adapt_after_pin(&self, user: &str, container: &Container) {
+        let Some((adaptation, at)) = lock(&self.near_misses).remove(user) else {
+            return;
+        };
+        if self.clock.now().saturating_sub(at) > NEAR_MISS_WINDOW {
+            return;
+        }
+        let result = (|| -> Result<usize, Failure> {
+            let mut record = self.face_record(user)?;
+            let (secrets, mut profiles) = self.unlock_face(user, container, &record)?;
+            let kept = self.recognition.adapt(&mut profiles, adaptation);
+            record.profiles = profiles.seal(&secrets.profile_key()).map_err(|e| {
+                Failure::new(
+                    ErrorCode::Internal,
+                    format!("cannot seal the profiles: {e}"),
+                )
+            })?;
+            record.labels.retain(|l| l.label != ADAPTED_LABEL);
+            if kept > 0 {
+                record.labels.push(FaceLabel {
+                    label: ADAPTED_LABEL.into(),
+                    descriptors: u32::try_from(kept).unwrap_or(u32::MAX),
+                    enrolled_at: self.clock.now(),
+                });
+            }
+            self.store
+                .save_face(&record)
+                .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+            Ok(kept)
+        })();
+        match result {
+            Ok(kept) => info!(
+                user,
+                kept, "face profile adapted after a PIN confirmed a near miss"
+            ),
+            Err(f) => warn!(user, why = f.message, "could not adapt the face profile"),
+        }
     }
 
     /// A face or PIN sign-in succeeded: face sign-in is on again. Writes only when there is

@@ -203,6 +203,10 @@ impl Recognition for ScriptedRecognition {
         })
     }
 
+    fn adapt(&self, _: &mut ProfileSet, _: aloha_face::attempt::Adaptation) -> usize {
+        0
+    }
+
     fn enrol(&self, label: &str, frames: &[Analysis]) -> Result<Profile, FaceError> {
         Ok(Profile {
             label: label.into(),
@@ -262,5 +266,9 @@ impl Judge for ScriptedJudge<'_> {
 
     fn compared(&self) -> usize {
         self.compared
+    }
+
+    fn adaptation(&self) -> Option<aloha_face::attempt::Adaptation> {
+        None
     }
 }
