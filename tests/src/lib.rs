@@ -3,8 +3,10 @@
 //! Everything lives in temp dirs and is stopped by pid when a test ends (also on panic, via
 //! `Drop`), so the machine is left as it was found.
 
+pub mod bench;
 pub mod build;
 pub mod daemon;
+pub mod face;
 pub mod fixture;
 pub mod namespace;
 pub mod pam;

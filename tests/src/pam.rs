@@ -51,6 +51,9 @@ impl Transcript {
     pub fn errors(&self) -> Vec<&str> {
         self.texts(|s| matches!(s, MessageStyle::ErrorMsg))
     }
+    pub fn infos(&self) -> Vec<&str> {
+        self.texts(|s| matches!(s, MessageStyle::TextInfo))
+    }
 }
 
 struct Scripted {
