@@ -158,6 +158,10 @@ impl Daemon for Alohad {
         }
     }
 
+    fn face_resume(&mut self, user: &str) -> Result<Response, CallError> {
+        self.exchange(&Request::FaceResume { user: user.into() })
+    }
+
     fn nonce(&mut self) -> Result<Nonce, ChallengeError> {
         Nonce::random()
     }

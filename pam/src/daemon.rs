@@ -47,6 +47,8 @@ pub trait Daemon {
         nonce: Nonce,
         timeout: Duration,
     ) -> Result<Response, CallError>;
+    /// Another module (the password) signed `user` in: face sign-in may resume (root only).
+    fn face_resume(&mut self, user: &str) -> Result<Response, CallError>;
     fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
     /// Unix seconds (for "try again in …").
     fn now(&self) -> u64;

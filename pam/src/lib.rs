@@ -14,7 +14,7 @@ mod scripted;
 
 use std::ffi::CStr;
 
-use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
+use pam::constants::{PAM_ESTABLISH_CRED, PAM_SILENT, PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 
@@ -61,15 +61,28 @@ impl PamHooks for PamAloha {
         PamResultCode::from(verdict)
     }
 
-    /// Success for the user this module authenticated in this transaction; otherwise not ours.
-    fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+    /// Success for the user this module authenticated in this transaction; otherwise not
+    /// ours. When another module signed the user in and this is a root application
+    /// establishing credentials, alohad is told, so a paused face is on again.
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         // SAFETY: only this module stores under AUTHENTICATED, and it always stores a String.
         let ours = unsafe { pamh.get_data::<String>(AUTHENTICATED) }
             .ok()
             .cloned();
         match (ours, pamh.get_user(None).ok()) {
             (Some(a), Some(b)) if a == b => PamResultCode::PAM_SUCCESS,
-            _ => PamResultCode::PAM_IGNORE,
+            _ => {
+                if flags & PAM_ESTABLISH_CRED != 0 && nix::unistd::geteuid().is_root() {
+                    let args = Args::from_pam(&args);
+                    let mut host = PamHost {
+                        pamh,
+                        silent: true,
+                        debug: args.debug,
+                    };
+                    flow::after_other_module(&mut host, &args);
+                }
+                PamResultCode::PAM_IGNORE
+            }
         }
     }
 

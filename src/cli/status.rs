@@ -96,7 +96,7 @@ pub fn render(s: &UserStatus, now: u64) -> String {
             line("Face:", labels.join(", "));
             let state = if f.paused {
                 format!(
-                    "OFF after {} failed face attempts — a PIN sign-in turns it back on",
+                    "OFF after {} failed face attempts — a PIN or password sign-in turns it back on",
                     f.failures
                 )
             } else if f.usable {

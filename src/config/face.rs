@@ -32,7 +32,7 @@ pub struct FaceSettings {
     /// milliseconds. Default 5000.
     pub attempt_timeout_ms: u64,
     /// Failed face attempts in a row (faces compared, none matched or not live) after which
-    /// face sign-in is off for that user until a PIN sign-in succeeds (or an administrator
+    /// face sign-in is off for that user until a PIN or password sign-in succeeds (or an administrator
     /// runs `aloha admin unlock`). No face seen is not a failure. Default 5.
     pub max_failures: u32,
     /// Longest an enrolment may take, in milliseconds. Default 30000.

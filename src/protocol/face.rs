@@ -137,7 +137,7 @@ pub struct FaceStatus {
     /// Failed face attempts in a row, and the limit.
     pub failures: u32,
     pub max_failures: u32,
-    /// Face sign-in is off until a PIN sign-in succeeds (or an administrator unlocks).
+    /// Face sign-in is off until a PIN or password sign-in succeeds (or an administrator unlocks).
     pub paused: bool,
     /// The camera face sign-in would use, or why none (no camera, colour only, models
     /// missing…).

@@ -115,6 +115,10 @@ pub enum Request {
     FaceList { user: String },
     /// Forget one labelled profile, or all of them and the face protector (`label: None`).
     FaceRemove { user: String, label: Option<String> },
+    /// Root only (pam_aloha's pam_sm_setcred in a root PAM application): another module —
+    /// the password — signed `user` in, so face sign-in, if paused after failed attempts, is
+    /// on again.
+    FaceResume { user: String },
     /// The camera survey (`aloha camera`).
     Camera,
     /// Root only: try the known IR-emitter controls on the camera in use and record the one
@@ -139,6 +143,7 @@ impl Request {
             Request::FaceTest { .. } => "face_test",
             Request::FaceList { .. } => "face_list",
             Request::FaceRemove { .. } => "face_remove",
+            Request::FaceResume { .. } => "face_resume",
             Request::Camera => "camera",
             Request::CameraProbe => "camera_probe",
         }
@@ -237,7 +242,7 @@ pub enum ErrorCode {
     FaceNotSeen,
     /// Face sign-in cannot run now: no camera, camera busy or gone, models missing.
     FaceUnavailable,
-    /// Too many failed face attempts: face is off until a PIN sign-in succeeds.
+    /// Too many failed face attempts: face is off until a PIN or password sign-in succeeds.
     FaceLocked,
     Busy,
     Internal,

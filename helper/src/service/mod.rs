@@ -233,6 +233,7 @@ impl Service {
             Request::FaceRemove { user, label } => {
                 self.face_remove(caller, &user, label.as_deref())
             }
+            Request::FaceResume { user } => self.face_resume(caller, &user),
             Request::CameraProbe => Err(Failure::new(
                 ErrorCode::FaceUnavailable,
                 "this alohad cannot probe cameras yet",

@@ -51,7 +51,7 @@ pub(super) fn attempt<D: Daemon>(
         Some("off (noface)".to_string())
     } else if face.paused {
         host.tell(&format!(
-            "Face sign-in is off after {} failed face attempts; your PIN turns it back on.",
+            "Face sign-in is off after {} failed face attempts; your PIN or password turns it back on.",
             face.failures
         ));
         Some("paused after failed attempts".to_string())

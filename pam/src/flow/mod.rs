@@ -29,6 +29,7 @@ mod check;
 mod face;
 mod judge;
 mod prove;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,13 @@ use crate::daemon::Daemon;
 use crate::host::{Host, Level};
 
 pub use attempt::Verdict;
+pub use resume::resume_face;
+
+/// After another module signed the user in (pam_sm_setcred in a root application): a face
+/// paused after failed attempts is on again.
+pub fn after_other_module(host: &mut dyn Host, args: &Args) {
+    resume_face(host, args, Alohad::open);
+}
 
 /// One sign-in attempt against the real config, registry and alohad.
 pub fn authenticate(host: &mut dyn Host, args: &Args) -> Verdict {

@@ -80,6 +80,8 @@ pub struct ScriptedDaemon {
     pub sign_ins: usize,
     /// How many face sign-in requests reached it.
     pub face_sign_ins: usize,
+    /// How many face resumptions reached it.
+    pub face_resumes: usize,
 }
 
 impl ScriptedDaemon {
@@ -91,6 +93,7 @@ impl ScriptedDaemon {
         face: Face::None,
         sign_ins: 0,
         face_sign_ins: 0,
+        face_resumes: 0,
     };
 }
 
@@ -254,6 +257,17 @@ impl Daemon for &mut ScriptedDaemon {
             Reply::Down => Err(down()),
         }
     }
+    fn face_resume(&mut self, user: &str) -> Result<Response, CallError> {
+        assert_eq!(user, "alice");
+        self.face_resumes += 1;
+        if matches!(self.reply, Reply::Down) {
+            return Err(down());
+        }
+        Ok(Response::Done {
+            message: "Face sign-in is on again for alice (5 failed attempts cleared).".into(),
+        })
+    }
+
     fn face_sign_in(
         &mut self,
         user: &str,

@@ -62,8 +62,8 @@ impl Service {
             return Err(Failure::new(
                 ErrorCode::FaceLocked,
                 format!(
-                    "Face sign-in is off for {user} after {} failed face attempts; sign in with \
-                     your PIN to turn it back on, or use your password.",
+                    "Face sign-in is off for {user} after {} failed face attempts; a PIN or \
+                     password sign-in turns it back on.",
                     attempts.failures
                 ),
             ));

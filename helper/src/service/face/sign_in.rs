@@ -12,6 +12,7 @@ use aloha::protocol::{ErrorCode, Failure, Response};
 use aloha_face::attempt::ADAPTED_LABEL;
 use tracing::{error, info, warn};
 
+use super::super::failures::store_failure;
 use super::super::key_stores::backend_failure;
 use super::super::sign_in::{Factor, log_attempt};
 use super::super::{Caller, Service, lock};
@@ -135,12 +136,13 @@ impl Service {
             .saturating_sub(counted.failures);
         let standing = if left == 0 {
             format!(
-                "Face sign-in is now off for {user} until a PIN sign-in succeeds; use your PIN \
-                 or password."
+                "Face sign-in is now off for {user} until a PIN or password sign-in succeeds; \
+                 use your PIN or password."
             )
         } else {
             format!(
-                "{left} more failed face {} turn face sign-in off until a PIN sign-in succeeds.",
+                "{left} more failed face {} turn face sign-in off until a PIN or password sign-in \
+                 succeeds.",
                 if left == 1 { "attempt" } else { "attempts" }
             )
         };
@@ -201,6 +203,44 @@ impl Service {
             ),
             Err(f) => warn!(user, why = f.message, "could not adapt the face profile"),
         }
+    }
+
+    /// A root PAM application says another module (the password) signed `user` in: face
+    /// sign-in is on again for them, as after a PIN sign-in. Only root is believed (sudo, su,
+    /// login and the greeters run as root and call pam_setcred only after a successful
+    /// authentication); root could clear the counter with `aloha admin unlock` anyway.
+    pub(in crate::service) fn face_resume(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Response, Failure> {
+        self.require_root(caller, user)?;
+        let guard = self.user_lock(user);
+        let _held = lock(&guard);
+        let failures = self
+            .store
+            .load_face_attempts(user)
+            .map_err(|e| store_failure(user, e))?
+            .failures;
+        if failures == 0 {
+            return Ok(Response::Done {
+                message: format!("Face sign-in was not paused for {user}."),
+            });
+        }
+        self.store
+            .save_face_attempts(user, &Attempts::default())
+            .map_err(|e| store_failure(user, e))?;
+        info!(
+            user,
+            caller_uid = caller.uid,
+            failures,
+            "face sign-in on again after a sign-in by another module"
+        );
+        Ok(Response::Done {
+            message: format!(
+                "Face sign-in is on again for {user} ({failures} failed attempts cleared)."
+            ),
+        })
     }
 
     /// A face or PIN sign-in succeeded: face sign-in is on again. Writes only when there is

@@ -139,6 +139,34 @@ fn another_face_and_a_photo_are_counted_failures_until_face_pauses() {
 }
 
 #[test]
+fn only_root_can_say_another_module_signed_the_user_in() {
+    let f = enrolled();
+    f.cameras.show(Shot::Frames(vec![BOB_FACE]));
+    for _ in 0..5 {
+        assert_eq!(f.code(f.face(ALICE)), ErrorCode::FaceNoMatch);
+    }
+    assert_eq!(f.face_failures(), 5);
+    let resume = |caller| {
+        f.call(
+            caller,
+            Request::FaceResume {
+                user: "alice".into(),
+            },
+        )
+    };
+    // alice's own screen locker cannot vouch for her password: that would be a free reset.
+    assert_eq!(f.code(resume(ALICE)), ErrorCode::Forbidden);
+    assert_eq!(f.face_failures(), 5);
+    match resume(ROOT).unwrap() {
+        Response::Done { message } => assert!(message.contains("5 failed"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.face_failures(), 0);
+    f.cameras.show(Shot::Frames(vec![ALICE_FACE]));
+    f.face(ALICE).unwrap();
+}
+
+#[test]
 fn no_face_and_no_camera_cost_nothing() {
     let f = enrolled();
     f.cameras.show(Shot::Frames(vec![NOBODY]));
