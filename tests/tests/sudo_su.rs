@@ -28,6 +28,8 @@ const PIN_USER: &str = "aloha-pin";
 const NOPIN_USER: &str = "aloha-nopin";
 const SUDO_PIN_USER_PROMPT: &str = "[sudo] password for aloha-pin: ";
 const SUDO_NOPIN_USER_PROMPT: &str = "[sudo] password for aloha-nopin: ";
+const FACE_USER: &str = "aloha-face";
+const LOOKING: &str = "Looking for your face…";
 
 /// What one run must show.
 struct Expect {
@@ -111,6 +113,22 @@ const EXPECTED: &[Expect] = &[
         prompts: &["Password: "],
         results: &["unavailable"],
     },
+    // (f) a face alone, through sudo: no prompt at all (where the camera streams are).
+    Expect {
+        name: "sudo_face",
+        user: FACE_USER,
+        success: true,
+        prompts: &[],
+        results: &["success"],
+    },
+    // (f) a photo (or a printed photo attack): refused as not live, counted, then the PIN.
+    Expect {
+        name: "sudo_face_photo_pin",
+        user: FACE_USER,
+        success: true,
+        prompts: &["PIN: "],
+        results: &["success"],
+    },
     // (d) alohad stopped: straight to the password.
     Expect {
         name: "sudo_daemon_down_password",
@@ -150,6 +168,8 @@ fn module_results(run: &Value, user: &str, service: &str) -> Vec<String> {
         .iter()
         .map(|l| l["text"].as_str().unwrap())
         .filter(|t| t.contains(&format!("pam_aloha({service}:auth): ")))
+        // A face attempt that fell through logs its own line before the PIN's result.
+        .filter(|t| !t.contains(" face: "))
         .collect();
     lines
         .iter()
@@ -180,6 +200,10 @@ fn check_runs(report: &Value) {
     assert!(secrets.len() >= 2);
     for (run, want) in runs.iter().zip(EXPECTED) {
         let name = want.name;
+        if let Some(why) = run["skipped"].as_str() {
+            eprintln!("sudo_su: {name} skipped: {why}");
+            continue;
+        }
         let transcript = run["transcript"].as_str().unwrap_or("");
         let context = || format!("{name}: {}", serde_json::to_string_pretty(run).unwrap());
         assert!(run["error"].is_null(), "driver error in {}", context());
@@ -225,6 +249,21 @@ fn check_runs(report: &Value) {
         }
         if service == "sudo" && !want.success {
             assert!(transcript.contains("Sorry, try again."), "{}", context());
+        }
+        // The camera looking for someone is shown even under sudo's PAM_SILENT, and only to a
+        // user with a face.
+        assert_eq!(
+            transcript.contains(LOOKING),
+            want.user == FACE_USER,
+            "\"{LOOKING}\" in {}",
+            context()
+        );
+        if name == "sudo_face_photo_pin" {
+            let face_line = run["syslog"].as_array().unwrap().iter().any(|l| {
+                let t = l["text"].as_str().unwrap();
+                t.contains("face: FaceNotLive") || t.contains("face: FaceNoMatch")
+            });
+            assert!(face_line, "the refused face is logged in {}", context());
         }
         // Nothing typed is echoed or logged.
         for secret in &secrets {

@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use aloha_helper::pam_app::{Conversation, MessageStyle, PAM_SUCCESS, Transaction};
+use aloha_tests::bench;
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::namespace::PrivateSystem;
 use aloha_tests::pam::PamDir;
@@ -117,22 +118,10 @@ fn row(backend: &str, what: &str, s: &Stats) {
 fn main() {
     // First, while the process still has one thread.
     let system = PrivateSystem::enter().unwrap_or_else(|e| die("private namespace", e));
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let runs: usize = value("--runs")
+    let runs: usize = bench::flag("--runs")
         .map(|v| v.parse().unwrap_or_else(|e| die("--runs", e)))
         .unwrap_or(MIN_RUNS);
-    let kinds = match value("--kind").as_deref() {
-        None => vec![Kind::Software, Kind::Tpm],
-        Some("software") => vec![Kind::Software],
-        Some("tpm") => vec![Kind::Tpm],
-        Some(other) => die("--kind", format!("{other:?}: software or tpm")),
-    };
+    let kinds = bench::kinds().unwrap_or_else(|e| die("--kind", e));
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aloha_tests::build::artifact;
+use aloha_tests::face::{ReplayCamera, datasets, recording, still, still_and_mirror};
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::namespace::{self, PrivateSystem, step};
 use aloha_tests::pty::{self, Channel};
@@ -32,6 +33,8 @@ const PIN_USER: &str = "aloha-pin";
 const NOPIN_USER: &str = "aloha-nopin";
 /// An unprivileged user who runs su.
 const OTHER_USER: &str = "aloha-other";
+/// Has a PIN, a face and a password; may run anything as root with sudo.
+const FACE_USER: &str = "aloha-face";
 
 const PIN: &str = "48291573";
 const WRONG_PIN: &str = "73916428";
@@ -39,6 +42,7 @@ const PASSWORD: &str = "Correct-Horse-7351";
 const NOPIN_PASSWORD: &str = "Staple-Nopin-9182";
 const OTHER_PASSWORD: &str = "Other-Battery-6604";
 const BAD_PASSWORD: &str = "Wrong-Battery-2468";
+const FACE_PASSWORD: &str = "Face-Lantern-5517";
 
 /// Bounds one sudo or su run (pam_unix's 2 s failure delay included, twice for sudo's retry).
 const RUN_TIMEOUT: Duration = Duration::from_secs(40);
@@ -150,6 +154,7 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
         (PIN_USER, PASSWORD),
         (NOPIN_USER, NOPIN_PASSWORD),
         (OTHER_USER, OTHER_PASSWORD),
+        (FACE_USER, FACE_PASSWORD),
     ] {
         system
             .add_user(user, Some(password))
@@ -161,22 +166,48 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
             "aloha-test",
             &format!(
                 "Defaults timestamp_timeout=0, lecture=never, !mail_badpass\n\
-                 {PIN_USER} ALL=(root) ALL\n{NOPIN_USER} ALL=(root) ALL\n"
+                 {PIN_USER} ALL=(root) ALL\n{NOPIN_USER} ALL=(root) ALL\n\
+                 {FACE_USER} ALL=(root) ALL\n"
             ),
         )
         .map_err(step("sudoers"))?;
 
-    let mut fixture = Fixture::start(kind, |_| {});
+    // Face: the live recordings where the shared datasets are (a face alone signs in), else
+    // the committed stills (only the refusal of a photo can be shown).
+    let face_data = datasets("sudo-su-scenario").map(|d| {
+        (
+            recording(&d.join("nuaa_live_webcam/0001")),
+            recording(&d.join("nuaa_photo_attacks/0001")),
+        )
+    });
+    let mut camera = ReplayCamera::new();
+    // One recorded frame per analysed frame (frame_interval_ms = 150), as liveness was measured.
+    // Decided by the engine (a match, or its frame cap), not by the clock: see tests/face.rs.
+    let section = camera.face_section(1000.0 / 150.0, "attempt_timeout_ms = 30000");
+    let mut fixture = Fixture::start(kind, move |o| o.extra = section);
+    for user in [PIN_USER, FACE_USER] {
+        let enrol = fixture.daemon.aloha(
+            &["pin", "set", "--user", user, "--pin-stdin"],
+            &format!("{PIN}\n"),
+        );
+        if enrol.code != 0 {
+            return Err(format!("aloha pin set: {enrol:?}"));
+        }
+    }
+    match &face_data {
+        Some((live, _)) => camera.show(&live[..12]),
+        None => camera.show(&still_and_mirror("obama")),
+    }
     let enrol = fixture.daemon.aloha(
-        &["pin", "set", "--user", PIN_USER, "--pin-stdin"],
+        &["face", "enroll", "--user", FACE_USER, "--pin-stdin"],
         &format!("{PIN}\n"),
     );
     if enrol.code != 0 {
-        return Err(format!("aloha pin set: {enrol:?}"));
+        return Err(format!("aloha face enroll: {enrol:?}"));
     }
     let module = artifact("libpam_aloha.so");
     let line = format!(
-        "auth [success=done default=ignore] {} config={}",
+        "auth [success=done default=ignore] {} config={} face_timeout=30",
         module.display(),
         fixture.daemon.config_path().display()
     );
@@ -241,6 +272,23 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
             &[NOPIN_PASSWORD],
         ),
     ];
+    // (f) the face through real sudo: "Looking for your face…" is shown although sudo passes
+    // PAM_SILENT; a face alone signs in; a photo falls through to the PIN.
+    match &face_data {
+        Some((live, _)) => {
+            camera.show(&live[12..]);
+            runs.push(env.run("sudo_face", Tool::Sudo, FACE_USER, &[]));
+        }
+        None => runs.push(json!({
+            "name": "sudo_face",
+            "skipped": "the camera streams are not on this machine (ALOHA_FACE_DATASETS)",
+        })),
+    }
+    match &face_data {
+        Some((_, photo)) => camera.show(photo),
+        None => camera.show(&[still("obama")]),
+    }
+    runs.push(env.run("sudo_face_photo_pin", Tool::Sudo, FACE_USER, &[PIN]));
     // (d) alohad down.
     let alohad_pid = fixture.daemon.pid();
     fixture.daemon.stop();
@@ -263,7 +311,7 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
     let stray = namespace::end_strays(ns, Some(std::process::id()));
     let report = json!({
         "kind": match kind { Kind::Software => "software", Kind::Tpm => "tpm" },
-        "secrets": [PIN, WRONG_PIN, PASSWORD, NOPIN_PASSWORD, OTHER_PASSWORD, BAD_PASSWORD],
+        "secrets": [PIN, WRONG_PIN, PASSWORD, NOPIN_PASSWORD, OTHER_PASSWORD, BAD_PASSWORD, FACE_PASSWORD],
         "setup_syslog_lines": setup_syslog,
         "alohad_pid": alohad_pid,
         "alohad_gone_after_stop": alohad_gone,
