@@ -24,6 +24,10 @@
 //! A real infrared camera adds the emitter's lit/unlit alternation ([`EmitterCue`]); the
 //! visible-light sets we have cannot measure it, so it is a hook, not a cue, for now.
 //!
+//! Over 500 lines on purpose: the cues, the track that holds them and the verdict are tuned
+//! together against one measurement (face-accuracy.md), and reading them side by side is how
+//! a change to one is checked against the others.
+//!
 //! The verdict needs positive evidence of life within the attempt: no cue means "not live".
 
 use crate::chip::{self, CHIP_PADDING, CHIP_SIZE};

@@ -9,6 +9,9 @@
 //! person's photo-attack stream cut the same way; impostor attempts are the other people's
 //! live windows against this person's profile. Then the cross-day case (person 0007, sessions
 //! 00 and 01) with and without adaptation after a confirmed PIN.
+//!
+//! Over 500 lines on purpose: it is one measurement from data to printed table, and its parts
+//! (datasets, attempts, counts, the cross-day case) make sense only together.
 
 use aloha_face::attempt::{ADAPTED_LABEL, Attempt, Progress, Refusal};
 use aloha_face::frame::is_image;

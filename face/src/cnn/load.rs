@@ -1,5 +1,8 @@
 //! Loading: the ONNX graph is checked node by node, fused into [`Step`]s, and its buffers are
 //! planned.
+//!
+//! Over 500 lines on purpose: checking, fusing and planning are three passes over the same
+//! node list and share its helpers; split apart, each would re-derive the others' invariants.
 
 use super::{Conv, Net, NetError, R, Spec, Step, err};
 use crate::gemm::{Isa, NR};
