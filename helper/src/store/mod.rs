@@ -7,6 +7,8 @@
 //!     alohad.lock                  one daemon per state dir (flock)
 //!     history.key            0600  HMAC key for PIN-history digests (software vault)
 //!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
+//!     camera/                0700
+//!       emitter.json         0600  the IR-emitter control `aloha camera --probe` found
 //!     users/<user>/          0700
 //!       container.json       0600  the key container (public key, salt, protector blobs)
 //!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
@@ -40,7 +42,7 @@ pub use container::{CONTAINER_VERSION, Container, Protectors};
 pub use files::write_atomic;
 pub use history::{HISTORY_SALT_LEN, History, StoredHistory};
 
-use files::ensure_dir;
+pub(crate) use files::ensure_dir;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
