@@ -198,12 +198,12 @@ impl Service {
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
             Request::AdminRemove { user } => self.admin_remove(caller, &user),
             Request::Camera => Ok(Response::Camera(self.camera_survey())),
+            Request::CameraProbe => self.camera_probe(caller, progress),
             Request::FaceEnrol { .. }
             | Request::FaceSignIn { .. }
             | Request::FaceTest { .. }
             | Request::FaceList { .. }
-            | Request::FaceRemove { .. }
-            | Request::CameraProbe => {
+            | Request::FaceRemove { .. } => {
                 let _ = progress;
                 Err(Failure::new(
                     ErrorCode::FaceUnavailable,
