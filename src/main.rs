@@ -56,6 +56,16 @@ enum Command {
     /// Administrator commands (root only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The cameras face sign-in can use, the one it picks and why, and the IR emitter.
+    Camera {
+        /// Print JSON for scripts.
+        #[arg(long, conflicts_with = "probe")]
+        json: bool,
+        /// Try the known IR-emitter controls on the camera and record the one that lights
+        /// it (root only).
+        #[arg(long)]
+        probe: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +163,13 @@ fn say(text: &str) {
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
+/// A reply as JSON for scripts (`--json`).
+fn say_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Failure::Refused(e.into()))?;
+    say(&format!("{json}\n"));
+    Ok(())
+}
+
 fn done(response: Response) -> Result<(), Failure> {
     match response {
         Response::Done { message } => {
@@ -219,9 +236,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )));
             };
             if json {
-                let json = serde_json::to_string_pretty(&status)
-                    .map_err(|e| Failure::Refused(e.into()))?;
-                say(&format!("{json}\n"));
+                say_json(&status)?;
             } else {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -236,6 +251,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Admin(AdminCommand::Remove { user }) => {
             done(ctx.call(Request::AdminRemove { user })?)
+        }
+        Command::Camera { probe: true, .. } => {
+            let response = ctx
+                .connect()?
+                .call_with_progress(&Request::CameraProbe, |p| {
+                    say(&cli::camera::progress_line(p))
+                })
+                .map_err(client_failure)?;
+            done(response)
+        }
+        Command::Camera { json, probe: false } => {
+            let Response::Camera(report) = ctx.call(Request::Camera)? else {
+                return Err(Failure::Unreachable(anyhow!(
+                    "alohad sent an unexpected reply to camera"
+                )));
+            };
+            if json {
+                say_json(&report)?;
+            } else {
+                say(&cli::camera::render(&report));
+            }
+            Ok(())
         }
     }
 }

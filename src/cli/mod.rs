@@ -1,4 +1,5 @@
 //! The CLI's pieces that are not argument parsing.
 
+pub mod camera;
 pub mod prompt;
 pub mod status;
