@@ -58,10 +58,9 @@ done
 
 # The host's configured repositories for a release, from apt itself (deb822 or one-line
 # sources alike): `apt-get indextargets` lists what `apt-get update` fetches.
-repo_uri() {
-  apt-get indextargets --format '$(RELEASE) $(COMPONENT) $(REPO_URI)' 2>/dev/null \
-    | awk -v rel="$1" '$1 == rel && $2 == "main" { print $3; exit }'
-}
+# --no-release-info: from the configuration alone, also before the first `apt-get update`.
+TARGETS=$(apt-get indextargets --no-release-info --format '$(RELEASE) $(COMPONENT) $(REPO_URI)' 2>/dev/null || true)
+repo_uri() { awk -v rel="$1" '$1 == rel && $2 == "main" { print $3; exit }' <<<"$TARGETS"; }
 MIRROR=$(repo_uri "$SUITE")
 [ -n "$MIRROR" ] || die "the host's apt sources have no '$SUITE main' entry (apt-get indextargets); \
 add one, run apt-get update, and try again"
