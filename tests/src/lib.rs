@@ -6,6 +6,7 @@
 pub mod build;
 pub mod daemon;
 pub mod fixture;
+pub mod guest;
 pub mod namespace;
 pub mod pam;
 pub mod pty;
