@@ -269,14 +269,20 @@ fn capture(
     debug!(device = %path.display(), format = %negotiated, "streaming");
     let (w, h) = (negotiated.width as usize, negotiated.height as usize);
     while !shared.stop.load(Ordering::Relaxed) {
-        let next = stream.next(WORKER_TICK, |bytes| {
-            to_frame(
-                negotiated.format,
-                w,
-                h,
-                negotiated.bytesperline as usize,
-                bytes,
-            )
+        // The bytes are copied out and the buffer handed back to the driver before the
+        // conversion: a slow conversion (a debug build, a busy machine) then neither starves
+        // the driver of buffers nor reads one that a driver sharing its buffers with the
+        // producer (v4l2loopback) is already writing the next frame into.
+        let next = stream.next(WORKER_TICK, <[u8]>::to_vec).map(|bytes| {
+            bytes.map(|bytes| {
+                to_frame(
+                    negotiated.format,
+                    w,
+                    h,
+                    negotiated.bytesperline as usize,
+                    &bytes,
+                )
+            })
         });
         match next {
             Ok(None) => {}
