@@ -58,6 +58,16 @@ impl Node {
         names.join(", ")
     }
 
+    /// Only the infrared formats: a node that also offers colour ones (vivid lists 80) is
+    /// picked for these.
+    fn infrared_format_names(&self) -> String {
+        let names: Vec<String> = (self.formats.iter())
+            .filter(|&&f| is_infrared(f))
+            .map(|&f| fourcc_name(f))
+            .collect();
+        names.join(", ")
+    }
+
     pub fn report(&self) -> CameraNode {
         CameraNode {
             path: self.path.display().to_string(),
@@ -240,7 +250,10 @@ pub fn choose(
             } else if node.usable(true) {
                 Ok(Pick {
                     node: node.clone(),
-                    why: format!("{named}, an infrared camera ({})", node.format_names()),
+                    why: format!(
+                        "{named}, an infrared camera ({})",
+                        node.infrared_format_names()
+                    ),
                     visible_light: false,
                 })
             } else if node.usable(false) {
@@ -269,7 +282,7 @@ pub fn choose(
                     "{} ({}) offers infrared formats ({})",
                     first.path.display(),
                     first.name,
-                    first.format_names()
+                    first.infrared_format_names()
                 );
                 if infrared.len() > 1 {
                     let others: Vec<String> = infrared[1..]

@@ -88,6 +88,12 @@ fn auto_prefers_a_stable_name_then_grey_and_names_the_others() {
     assert!(pick.why.contains("also infrared: /dev/video1, /dev/video0"));
     let pick = choose(&nodes[..2], None, false, &resolve).unwrap();
     assert_eq!(pick.node.path, Path::new("/dev/video1"));
+    // Named for its infrared formats only.
+    assert!(
+        pick.why.contains("(GREY, Y10)") && !pick.why.contains("YUYV"),
+        "{}",
+        pick.why
+    );
     // Depth only (Z16) is infrared in the survey but not a camera alohad can use.
     let depth = vec![node(0, "depth", &["Z16"])];
     assert!(depth[0].infrared());
