@@ -6,10 +6,8 @@ mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use aloha::challenge::{self, Nonce};
-use aloha::client::{Client, ClientError};
 use aloha::config::Config;
 use aloha::protocol::{Request, Response};
 use aloha::registry;
@@ -17,9 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 
 use cli::prompt::Source;
-
-/// Replies can wait on other users' attempts and on Argon2id or a slow TPM.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+use cli::{Ctx, Failure, done, say};
 
 #[derive(Parser)]
 #[command(
@@ -43,8 +39,21 @@ enum Command {
     /// Set, change or reset your PIN.
     #[command(subcommand)]
     Pin(PinCommand),
-    /// Sign in with your PIN without PAM: exit status 0 only for a verified signature.
-    Verify(Target),
+    /// Sign in with your PIN (or --face) without PAM: exit status 0 only for a verified
+    /// signature.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Sign in with your face instead of the PIN.
+        #[arg(long)]
+        face: bool,
+        /// With --face: how long to look, in seconds.
+        #[arg(long, default_value_t = 4.0, requires = "face")]
+        seconds: f64,
+    },
+    /// Enrol, list, remove and test your face.
+    #[command(subcommand)]
+    Face(cli::face::FaceCommand),
     /// Your enrolment, backend, failed attempts and lockout state.
     Status {
         #[command(flatten)]
@@ -57,15 +66,7 @@ enum Command {
     #[command(subcommand)]
     Admin(AdminCommand),
     /// The cameras face sign-in can use, the one it picks and why, and the IR emitter.
-    Camera {
-        /// Print JSON for scripts.
-        #[arg(long, conflicts_with = "probe")]
-        json: bool,
-        /// Try the known IR-emitter controls on the camera and record the one that lights
-        /// it (root only).
-        #[arg(long)]
-        probe: bool,
-    },
+    Camera(cli::camera::CameraArgs),
 }
 
 #[derive(Subcommand)]
@@ -108,80 +109,6 @@ struct Target {
     pin_stdin: bool,
 }
 
-/// Failures and their exit statuses: 1 refused, 3 alohad unreachable or misbehaving.
-enum Failure {
-    Refused(anyhow::Error),
-    Unreachable(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Refused(e)
-    }
-}
-
-struct Ctx {
-    config: Config,
-    socket: PathBuf,
-    is_root: bool,
-}
-
-impl Ctx {
-    fn connect(&self) -> Result<Client, Failure> {
-        Client::connect(&self.socket, REPLY_TIMEOUT, "aloha-cli").map_err(client_failure)
-    }
-
-    fn call(&self, request: Request) -> Result<Response, Failure> {
-        self.connect()?.call(&request).map_err(client_failure)
-    }
-
-    fn user(&self, arg: &UserArg) -> Result<String, Failure> {
-        if let Some(u) = &arg.user {
-            return Ok(u.clone());
-        }
-        let uid = nix::unistd::getuid();
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .ok_or_else(|| {
-                Failure::Refused(anyhow!("cannot find the name of uid {uid}; pass --user"))
-            })
-    }
-}
-
-fn client_failure(e: ClientError) -> Failure {
-    match e {
-        ClientError::Refused(f) => Failure::Refused(anyhow!(f.message)),
-        other => Failure::Unreachable(anyhow!(other)),
-    }
-}
-
-/// Print to stdout; a closed pipe (`aloha status | head`) is not an error worth a panic.
-fn say(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stdout().write_all(text.as_bytes());
-}
-
-/// A reply as JSON for scripts (`--json`).
-fn say_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| Failure::Refused(e.into()))?;
-    say(&format!("{json}\n"));
-    Ok(())
-}
-
-fn done(response: Response) -> Result<(), Failure> {
-    match response {
-        Response::Done { message } => {
-            say(&format!("{message}\n"));
-            Ok(())
-        }
-        other => Err(Failure::Unreachable(anyhow!(
-            "alohad sent an unexpected reply: {other:?}"
-        ))),
-    }
-}
-
 fn run(cli: Cli) -> Result<(), Failure> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| Failure::Refused(e.into()))?;
     let socket = cli
@@ -195,7 +122,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Pin(PinCommand::Set(t)) => {
-            let user = ctx.user(&t.user)?;
+            let user = ctx.user(t.user.user.as_deref())?;
             let mut input = Source::new(t.pin_stdin);
             let password = password_if_needed(&ctx, &mut input, &user)?;
             let pin = input.new_secret("New PIN:", "Repeat the PIN:")?;
@@ -206,7 +133,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?)
         }
         Command::Pin(PinCommand::Change(t)) => {
-            let user = ctx.user(&t.user)?;
+            let user = ctx.user(t.user.user.as_deref())?;
             let mut input = Source::new(t.pin_stdin);
             let current_pin = input.existing("Current PIN:")?;
             let new_pin = input.new_secret("New PIN:", "Repeat the new PIN:")?;
@@ -217,7 +144,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?)
         }
         Command::Pin(PinCommand::Reset(t)) => {
-            let user = ctx.user(&t.user)?;
+            let user = ctx.user(t.user.user.as_deref())?;
             let mut input = Source::new(t.pin_stdin);
             let password = password_if_needed(&ctx, &mut input, &user)?;
             let new_pin = input.new_secret("New PIN:", "Repeat the new PIN:")?;
@@ -227,22 +154,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 new_pin,
             })?)
         }
-        Command::Verify(t) => verify(&ctx, &t),
+        Command::Verify {
+            target,
+            face: true,
+            seconds,
+        } => cli::face::verify(&ctx, target.user.user.as_deref(), seconds),
+        Command::Verify { target, .. } => verify(&ctx, &target),
+        Command::Face(command) => cli::face::run(&ctx, command),
         Command::Status { target, json } => {
-            let user = ctx.user(&target)?;
+            let user = ctx.user(target.user.as_deref())?;
             let Response::Status(status) = ctx.call(Request::Status { user })? else {
-                return Err(Failure::Unreachable(anyhow!(
-                    "alohad sent an unexpected reply to status"
-                )));
+                return Err(cli::unexpected("status"));
             };
             if json {
-                say_json(&status)?;
+                say(&format!("{}\n", cli::to_json(&status)?));
             } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                say(&cli::status::render(&status, now));
+                say(&cli::status::render(&status, cli::now()));
             }
             Ok(())
         }
@@ -252,28 +179,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Admin(AdminCommand::Remove { user }) => {
             done(ctx.call(Request::AdminRemove { user })?)
         }
-        Command::Camera { probe: true, .. } => {
-            let response = ctx
-                .connect()?
-                .call_with_progress(&Request::CameraProbe, |p| {
-                    say(&cli::camera::progress_line(p))
-                })
-                .map_err(client_failure)?;
-            done(response)
-        }
-        Command::Camera { json, probe: false } => {
-            let Response::Camera(report) = ctx.call(Request::Camera)? else {
-                return Err(Failure::Unreachable(anyhow!(
-                    "alohad sent an unexpected reply to camera"
-                )));
-            };
-            if json {
-                say_json(&report)?;
-            } else {
-                say(&cli::camera::render(&report));
-            }
-            Ok(())
-        }
+        Command::Camera(args) => cli::camera::run(&ctx, args),
     }
 }
 
@@ -289,7 +195,7 @@ fn password_if_needed(ctx: &Ctx, input: &mut Source, user: &str) -> Result<Optio
 /// The whole sign-in without PAM: our nonce, alohad's signature, our check against the
 /// registered public key.
 fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
-    let user = ctx.user(&t.user)?;
+    let user = ctx.user(t.user.user.as_deref())?;
     let uid = nix::unistd::User::from_name(&user)
         .ok()
         .flatten()
@@ -309,9 +215,7 @@ fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
         pin,
     })?;
     let Response::Signed { signature, backend } = response else {
-        return Err(Failure::Unreachable(anyhow!(
-            "alohad sent an unexpected reply to sign-in"
-        )));
+        return Err(cli::unexpected("sign-in"));
     };
     challenge::verify(&registered.public_key, &user, &nonce, &signature)
         .with_context(|| format!("alohad's answer for {user} is not a valid proof"))?;

@@ -1,6 +1,7 @@
 //! `[face]` configuration (embedded by alohad in `/etc/aloha/aloha.toml`).
 
 use crate::error::{FaceError, Result};
+use crate::liveness::LivenessConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -43,6 +44,15 @@ pub struct FaceConfig {
     pub max_attempt_frames: usize,
     /// Fitted impostor-tail model the thresholds come from (see `docs/face-accuracy.md`).
     pub threshold_model: ThresholdModel,
+    /// Presentation-attack detection over the frames of an attempt (`[face.liveness]`); it
+    /// cannot be turned off.
+    pub liveness: LivenessConfig,
+    /// Most descriptors one refused attempt offers for adaptation after the user confirms
+    /// the sign-in with the PIN or password (`Attempt::adaptation`); 0 offers none. Default `8`.
+    pub adaptation_frames: usize,
+    /// Most adapted descriptors kept (profile `adapted`, oldest dropped first); they count in
+    /// R like enrolled ones. Default `16`.
+    pub adaptation_max_descriptors: usize,
 }
 
 /// The largest `max_threshold` a configuration may set.
@@ -93,6 +103,9 @@ impl Default for FaceConfig {
             window_frames: 3,
             max_attempt_frames: 10,
             threshold_model: ThresholdModel::default(),
+            liveness: LivenessConfig::default(),
+            adaptation_frames: 8,
+            adaptation_max_descriptors: 16,
         }
     }
 }
@@ -150,7 +163,17 @@ impl FaceConfig {
                 t.max_threshold
             ));
         }
-        Ok(())
+        if self.adaptation_frames > 32
+            || self.adaptation_max_descriptors > crate::profile::MAX_DESCRIPTORS
+        {
+            return bad(format!(
+                "face.adaptation_frames = {} must be at most 32 and face.adaptation_max_descriptors = {} at most {}",
+                self.adaptation_frames,
+                self.adaptation_max_descriptors,
+                crate::profile::MAX_DESCRIPTORS
+            ));
+        }
+        self.liveness.validate().map_err(FaceError::Config)
     }
 }
 

@@ -249,6 +249,12 @@ impl Decider {
         self.compared
     }
 
+    /// Forgets the window's matches (another face took over) but not the frames compared:
+    /// the attempt's cap T still counts them.
+    pub fn clear_window(&mut self) {
+        self.window.clear();
+    }
+
     /// Feeds the engine's result for the next frame.
     pub fn push(&mut self, frame: &Result<Analysis, Reject>, profiles: &ProfileSet) -> Decision {
         match frame {

@@ -6,6 +6,23 @@ use crate::profile::{Descriptor, Profile};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
+/// Where the labelled sets are: `given`, else `$ALOHA_FACE_DATASETS`, else
+/// `/work/shared/face/datasets` (never part of the repository: their terms forbid it).
+pub fn datasets_dir(given: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    given
+        .or_else(|| std::env::var_os("ALOHA_FACE_DATASETS").map(Into::into))
+        .unwrap_or_else(|| "/work/shared/face/datasets".into())
+}
+
+/// The NUAA live-recording and photo-attack folders under `root`, when both are there.
+pub fn nuaa_dirs(root: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (live, attacks) = (
+        root.join("nuaa_live_webcam"),
+        root.join("nuaa_photo_attacks"),
+    );
+    (live.is_dir() && attacks.is_dir()).then_some((live, attacks))
+}
+
 /// One image's result.
 #[derive(Debug, Clone)]
 pub struct Sample {

@@ -12,6 +12,7 @@
 //! [`Engine`] ties steps 1–3 together; [`frame`] has the [`Frame`] type and the
 //! [`FrameSource`] trait that alohad feeds it from. See `docs/face-engine.md`.
 
+pub mod attempt;
 pub mod chip;
 pub mod cnn;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod eval;
 pub mod frame;
 pub mod gemm;
 pub mod landmarks;
+pub mod liveness;
 pub mod models;
 mod num;
 pub mod pose;
@@ -32,6 +34,7 @@ pub mod profile;
 pub mod quality;
 pub mod resnet;
 
+pub use attempt::{Attempt, Progress, Refusal};
 pub use config::FaceConfig;
 pub use decide::{Decider, Decision, RejectReason};
 pub use engine::{Analysis, Engine, Reject, RejectKind};

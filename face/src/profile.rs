@@ -31,7 +31,9 @@ fn is_format(c: char) -> bool {
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
-fn check_label(label: &str) -> Result<()> {
+/// Refuses labels that are empty, too long, or hold control or invisible format characters
+/// (a label is shown to people and written into logs).
+pub fn check_label(label: &str) -> Result<()> {
     if label.is_empty()
         || label.len() > MAX_LABEL_BYTES
         || label.chars().any(|c| c.is_control() || is_format(c))

@@ -11,6 +11,7 @@ pub mod camera;
 pub mod history;
 pub mod pam_app;
 pub mod password;
+pub mod recognition;
 pub mod semaphore;
 pub mod server;
 pub mod service;

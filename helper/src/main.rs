@@ -9,7 +9,9 @@ use aloha::config::{BackendChoice, Config};
 use aloha_helper::backend::KeyBackend;
 use aloha_helper::backend::software::{DEFAULT_KDF, SoftwareVault};
 use aloha_helper::backend::tpm::TpmBackend;
+use aloha_helper::camera::SystemCameras;
 use aloha_helper::password::PamPasswordChecker;
+use aloha_helper::recognition::{EngineRecognition, Recognition, face_config};
 use aloha_helper::server::{self, Limits};
 use aloha_helper::service::{Components, Service, SystemClock, check_tpm_limits};
 use aloha_helper::store::Store;
@@ -116,6 +118,10 @@ fn open_tpm(config: &Config) -> Result<Option<Box<dyn KeyBackend>>> {
 
 fn run(args: Args) -> Result<()> {
     let config = Config::load(args.config.as_deref())?;
+    // The face engine's keys in [face] are alohad's to check.
+    let face_config = face_config(&config.face)
+        .map_err(anyhow::Error::msg)
+        .context("the configuration is not valid")?;
     if args.check {
         let shown = args
             .config
@@ -167,6 +173,11 @@ fn run(args: Args) -> Result<()> {
         connection_lifetime: config.daemon.connection_lifetime(),
     };
     let socket = config.daemon.socket.clone();
+    let cameras = SystemCameras {
+        settings: config.face.clone(),
+        state_dir: config.daemon.state_dir.clone(),
+    };
+    let recognition = Arc::new(EngineRecognition::new(face_config));
     let service = Arc::new(Service::new(Components {
         config,
         store,
@@ -177,7 +188,20 @@ fn run(args: Args) -> Result<()> {
         users: Box::new(SystemUsers),
         passwords: Box::new(passwords),
         clock: Box::new(SystemClock),
+        recognition: recognition.clone(),
+        cameras: Box::new(cameras),
     }));
+    if service.face_enrolled() {
+        // Load the models now, not at the first face sign-in.
+        std::thread::spawn(move || {
+            if let Err(why) = recognition.ready() {
+                warn!(
+                    why,
+                    "face recognition cannot run; face sign-in falls through to the PIN"
+                );
+            }
+        });
+    }
     info!(default_backend = ?service.default_backend(), "key store ready");
 
     let handler = SigAction::new(

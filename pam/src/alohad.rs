@@ -5,7 +5,7 @@
 //! check and the sign-in each use a connection of their own, so that no connection idles while
 //! the user types), not a deadline per step: a daemon that stalls every step costs `timeout`
 //! once. Time at the PIN prompt is the user's and is not counted. If the status check leaves
-//! less than the check step's minimum for a sign-in (`min_sign_in_time` in flow/check.rs), no
+//! less than the PIN step's minimum for a sign-in (`min_sign_in_time` in flow/ask.rs), no
 //! PIN is asked for.
 
 use std::path::{Path, PathBuf};
@@ -51,6 +51,11 @@ impl Budget {
         self.left
     }
 }
+
+/// How long alohad may take beyond `face_timeout=` to answer a face sign-in: the camera is
+/// closed and the key store signs after the last frame (a software vault's Argon2id, a first
+/// use's model loading).
+const FACE_ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct Alohad {
@@ -131,6 +136,26 @@ impl Daemon for Alohad {
             nonce,
             pin,
         })
+    }
+
+    fn face_sign_in(
+        &mut self,
+        user: &str,
+        service: &str,
+        nonce: Nonce,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let deadline = Instant::now() + timeout + FACE_ANSWER_MARGIN;
+        let request = Request::FaceSignIn {
+            user: user.into(),
+            service: service.into(),
+            nonce,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        match Client::connect_until(&self.socket, deadline, "pam_aloha") {
+            Ok(mut client) => client.call(&request).map_err(CallError::Sent),
+            Err(e) => Err(CallError::NotSent(e)),
+        }
     }
 
     fn nonce(&mut self) -> Result<Nonce, ChallengeError> {

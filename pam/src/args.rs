@@ -18,11 +18,18 @@ pub struct Args {
     pub timeout: Duration,
     /// `debug`: log every step.
     pub debug: bool,
+    /// Try the face first (`noface` turns it off).
+    pub face: bool,
+    /// Ask for the PIN (`nopin` turns it off).
+    pub pin: bool,
+    /// `face_timeout=SECONDS`: how long to look for the face (default 4, at most 30).
+    pub face_timeout: Duration,
     /// Arguments we did not understand (logged, otherwise ignored).
     pub unknown: Vec<String>,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_FACE_TIMEOUT: Duration = Duration::from_secs(4);
 
 impl Args {
     /// The arguments as libpam hands them over (one that is not UTF-8 is dropped).
@@ -36,6 +43,9 @@ impl Args {
             config: None,
             timeout: DEFAULT_TIMEOUT,
             debug: false,
+            face: true,
+            pin: true,
+            face_timeout: DEFAULT_FACE_TIMEOUT,
             unknown: vec![],
         };
         for arg in args {
@@ -46,7 +56,15 @@ impl Args {
                     Ok(s) if s > 0.0 && s <= 600.0 => parsed.timeout = Duration::from_secs_f64(s),
                     _ => parsed.unknown.push(arg.to_string()),
                 },
+                Some(("face_timeout", v)) => match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 30.0 => {
+                        parsed.face_timeout = Duration::from_secs_f64(s)
+                    }
+                    _ => parsed.unknown.push(arg.to_string()),
+                },
                 None if arg == "debug" => parsed.debug = true,
+                None if arg == "noface" => parsed.face = false,
+                None if arg == "nopin" => parsed.pin = false,
                 _ => parsed.unknown.push(arg.to_string()),
             }
         }
@@ -60,11 +78,14 @@ impl Args {
                 .map_or("(default)".to_string(), |p| p.display().to_string())
         };
         format!(
-            "socket={} config={} timeout={}s debug={}",
+            "socket={} config={} timeout={}s debug={} face={} face_timeout={}s pin={}",
             path(&self.socket),
             path(&self.config),
             self.timeout.as_secs_f64(),
-            self.debug
+            self.debug,
+            self.face,
+            self.face_timeout.as_secs_f64(),
+            self.pin
         )
     }
 }

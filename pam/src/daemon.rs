@@ -37,6 +37,16 @@ pub trait Daemon {
         nonce: Nonce,
         pin: Secret,
     ) -> Result<Response, CallError>;
+    /// Sign `nonce` with the user's key, released by a live face match within `timeout`.
+    /// Waits at most `timeout` plus a margin for alohad's answer, outside `timeout=`'s budget
+    /// (the time the camera looks is the user's, like the time at the PIN prompt).
+    fn face_sign_in(
+        &mut self,
+        user: &str,
+        service: &str,
+        nonce: Nonce,
+        timeout: Duration,
+    ) -> Result<Response, CallError>;
     fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
     /// Unix seconds (for "try again in …").
     fn now(&self) -> u64;

@@ -22,6 +22,9 @@ pub trait Host {
     fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()>;
     /// Show an error message (not under PAM_SILENT — the host knows).
     fn tell(&mut self, message: &str);
+    /// Show an informational line even under PAM_SILENT: that the camera is looking for the
+    /// user is something a person must always be told.
+    fn notice(&mut self, message: &str);
     /// pam_syslog(LOG_AUTHPRIV); [`Level::Debug`] only with the `debug` argument.
     fn log(&mut self, level: Level, message: &str);
     /// The user's uid from the system's user database.

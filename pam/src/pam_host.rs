@@ -4,7 +4,7 @@
 use std::ffi::{CString, c_char, c_int, c_void};
 
 use aloha::Secret;
-use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF};
+use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
@@ -61,6 +61,12 @@ impl Host for PamHost<'_> {
         }
         if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
             let _ = conv.send(PAM_ERROR_MSG, message);
+        }
+    }
+
+    fn notice(&mut self, message: &str) {
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            let _ = conv.send(PAM_TEXT_INFO, message);
         }
     }
 

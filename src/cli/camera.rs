@@ -1,7 +1,40 @@
-//! `aloha camera` in words: the capture nodes, the one face sign-in uses and why, the IR
-//! emitter; and the progress lines of `aloha camera --probe`.
+//! `aloha camera`: the capture nodes, the one face sign-in uses and why, the IR emitter (in
+//! words, or JSON for scripts); and `aloha camera --probe` with its progress lines.
 
-use aloha::protocol::{CameraReport, FaceProgress};
+use aloha::protocol::{CameraReport, FaceProgress, Request, Response};
+use clap::Args;
+
+use super::{Ctx, Failure, client_failure, done, say, to_json, unexpected};
+
+#[derive(Args)]
+pub struct CameraArgs {
+    /// Print JSON for scripts.
+    #[arg(long, conflicts_with = "probe")]
+    json: bool,
+    /// Try the known IR-emitter controls on the camera and record the one that lights it
+    /// (root only).
+    #[arg(long)]
+    probe: bool,
+}
+
+pub fn run(ctx: &Ctx, args: CameraArgs) -> Result<(), Failure> {
+    if args.probe {
+        let response = ctx
+            .connect()?
+            .call_with_progress(&Request::CameraProbe, |p| say(&progress_line(p)))
+            .map_err(client_failure)?;
+        return done(response);
+    }
+    let Response::Camera(report) = ctx.call(Request::Camera)? else {
+        return Err(unexpected("camera"));
+    };
+    if args.json {
+        say(&format!("{}\n", to_json(&report)?));
+    } else {
+        say(&render(&report));
+    }
+    Ok(())
+}
 
 pub fn render(r: &CameraReport) -> String {
     let mut out = String::new();

@@ -82,6 +82,36 @@ pub fn render(s: &UserStatus, now: u64) -> String {
             ),
         );
     }
+    match &s.face {
+        None => line(
+            "Face:",
+            "not enrolled — `aloha face enroll` adds one".into(),
+        ),
+        Some(f) => {
+            let labels: Vec<String> = f
+                .profiles
+                .iter()
+                .map(|p| format!("{} ({} views)", p.label, p.descriptors))
+                .collect();
+            line("Face:", labels.join(", "));
+            let state = if f.paused {
+                format!(
+                    "OFF after {} failed face attempts — a PIN sign-in turns it back on",
+                    f.failures
+                )
+            } else if f.usable {
+                format!(
+                    "ready — {} failed face attempts of {} before it turns off",
+                    f.failures, f.max_failures
+                )
+            } else {
+                "not usable now (see Camera)".to_string()
+            };
+            line("Face sign-in:", state);
+            line("Camera:", f.camera.clone());
+            line("Face protected:", f.protection.clone());
+        }
+    }
     if let Some(p) = &s.problem {
         line("PROBLEM:", p.clone());
     }

@@ -24,6 +24,10 @@ pub struct FaceSettings {
     /// Longest wait for one frame from the camera before it counts as not delivering, in
     /// milliseconds. Default 2000.
     pub frame_timeout_ms: u64,
+    /// Time between the frames alohad analyses, in milliseconds; frames the camera delivers in
+    /// between are dropped. Liveness compares consecutive analysed frames, and its cues were
+    /// measured on motion over about this interval (docs/face-engine.md). Default 150.
+    pub frame_interval_ms: u64,
     /// Longest one face sign-in may run in alohad, whatever the PAM module allows, in
     /// milliseconds. Default 5000.
     pub attempt_timeout_ms: u64,
@@ -49,6 +53,7 @@ impl Default for FaceSettings {
             allow_visible_camera: false,
             replay_fps: 30.0,
             frame_timeout_ms: 2000,
+            frame_interval_ms: 150,
             attempt_timeout_ms: 5000,
             max_failures: 5,
             enrol_timeout_ms: 30_000,
@@ -118,6 +123,12 @@ impl FaceSettings {
                     "face.{key} = {ms} must be more than 0 and at most 600000 (10 minutes)"
                 ));
             }
+        }
+        if self.frame_interval_ms > 1000 {
+            return Err(format!(
+                "face.frame_interval_ms = {} must be at most 1000",
+                self.frame_interval_ms
+            ));
         }
         if self.max_failures == 0 {
             return Err("face.max_failures must be at least 1".into());

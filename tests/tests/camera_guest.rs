@@ -8,9 +8,9 @@
 //! - once the infrared node streams too, `auto` picks it over the lower-numbered colour node
 //!   (`aloha camera --json` from a real alohad in the guest), and alohad holds no video fd
 //!   once the survey is answered;
-//! - frames captured through alohad's capture path (`camera-grab`: `camera::open` and
-//!   `next_frame`) are byte-identical to the ones written, GREY and Y16, and not one stuck
-//!   frame;
+//! - frames captured through alohad's capture path (`camera-grab`: `SystemCameras::open`
+//!   and `next_frame`, what face enrolment and sign-in call) are byte-identical to the ones
+//!   written, GREY and Y16, and not one stuck frame;
 //! - lit/unlit alternating frames are reported as an emitter that fires, steady ones not;
 //! - vivid's GREY/Y10/Y16 are listed, and a real driver's sizes are negotiated;
 //! - a camera another program streams from is a Busy refusal; a missing one NotFound; one

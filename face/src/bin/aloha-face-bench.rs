@@ -7,6 +7,7 @@
 use aloha_face::chip::{self, CHIP_PADDING, CHIP_SIZE};
 use aloha_face::engine::{LANDMARK_PASSES, rect_from_detection};
 use aloha_face::frame::Gray;
+use aloha_face::liveness::{Liveness, LivenessConfig};
 use aloha_face::{Engine, Frame, pose, quality};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -150,6 +151,19 @@ fn main() -> Result<()> {
     rows.push((
         "whole pipeline, 16-bit frame",
         time(n, || engine.analyze(&frame16).is_ok()),
+    ));
+    // Liveness on top of the pipeline: each good frame of an attempt is observed once (its
+    // summed-area table, chip and ring) and compared with the previous good frame.
+    let analysis = engine
+        .analyze(&frame)
+        .map_err(|r| anyhow::anyhow!("{}: {r}", path.display()))?;
+    let mut liveness = Liveness::new(LivenessConfig::default());
+    liveness.observe(&frame, &analysis);
+    rows.push((
+        "liveness: observe a frame and compare it with the previous one",
+        time(n, || {
+            liveness.observe(&frame, &analysis).map(|c| c.nonrigid)
+        }),
     ));
     println!("| stage | median ms | p95 ms |\n|---|---|---|");
     for (name, (m, p)) in rows {

@@ -38,6 +38,17 @@ impl AuthValue {
         AuthValue(out)
     }
 
+    /// The authValue of a protector whose secret is random (the face): the secret itself,
+    /// bound to its purpose.
+    pub fn from_secret(secret: &[u8; 32]) -> AuthValue {
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret) {
+            mac.update(b"aloha face authValue v1\0");
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        AuthValue(out)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -184,6 +195,22 @@ pub trait KeyBackend: Send {
     /// key that never leaves it). `None`: this store has none, alohad keeps a key file instead.
     fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
         Ok(None)
+    }
+
+    /// Seal a short secret (a user's face secret and profile key) so that only this key store
+    /// can unseal it. `None`: this store cannot seal (the software vault); alohad wraps the
+    /// secret with its own key file instead, and says what that is worth.
+    fn seal(&mut self, data: &[u8]) -> Result<Option<KeyBlob>, BackendError> {
+        let _ = data;
+        Ok(None)
+    }
+
+    /// The secret in a blob made by [`KeyBackend::seal`].
+    fn unseal(&mut self, blob: &KeyBlob) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+        let _ = blob;
+        Err(BackendError::Unavailable(
+            "this key store seals no secrets".into(),
+        ))
     }
 
     /// HMAC-SHA256 of `data` under a key made by [`KeyBackend::create_history_key`].

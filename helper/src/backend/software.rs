@@ -83,7 +83,7 @@ impl SoftwareVault {
         Ok(key)
     }
 
-    fn seal(&self, scalar: &[u8], auth: &AuthValue) -> Result<KeyBlob, BackendError> {
+    fn wrap(&self, scalar: &[u8], auth: &AuthValue) -> Result<KeyBlob, BackendError> {
         let salt = random::<KDF_SALT_LEN>()?;
         let nonce = random::<NONCE_LEN>()?;
         let key = Self::stretch(&self.kdf, auth, &salt)?;
@@ -161,7 +161,7 @@ impl KeyBackend for SoftwareVault {
         let scalar = Zeroizing::new(key.to_bytes().to_vec());
         Ok(NewKey {
             public_key,
-            blob: self.seal(&scalar, auth)?,
+            blob: self.wrap(&scalar, auth)?,
         })
     }
 
@@ -187,7 +187,7 @@ impl KeyBackend for SoftwareVault {
     ) -> Result<KeyBlob, BackendError> {
         let key = Self::open(blob, old)?;
         let scalar = Zeroizing::new(key.to_bytes().to_vec());
-        self.seal(&scalar, new)
+        self.wrap(&scalar, new)
     }
 
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {

@@ -8,7 +8,13 @@
 //!   [`stream`] the capture buffers; [`pixels`] the formats and their conversion to frames;
 //! - [`emitter`]: the IR emitter's controls (quirks, the recorded one) and whether it fires;
 //!   [`uvc`] the extension-unit queries; [`probe`] the search for an unknown camera's control;
+//! - [`survey`]: what `aloha camera` and `aloha status` are told, without or with a look at
+//!   the emitter;
 //! - [`replay`]: recorded frames.
+//!
+//! alohad reaches all of it through [`Cameras`]: [`SystemCameras`] in production (the V4L2
+//! camera or a replay, with the emitter control recorded under the state directory applied
+//! at every open), scripted cameras in the service tests.
 
 mod emitter;
 mod negotiate;
@@ -17,6 +23,7 @@ mod probe;
 mod replay;
 mod select;
 mod stream;
+mod survey;
 mod uvc;
 mod v4l2;
 
@@ -24,15 +31,16 @@ use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aloha::config::{CameraChoice, EmitterChoice, FaceSettings};
-use aloha::protocol::{CameraReport, EmitterReport, FaceProgress};
+use aloha::protocol::{CameraReport, FaceProgress};
 use aloha_face::{Frame, FrameSource, SourceError};
 use tracing::{info, warn};
 
 pub use replay::Replay;
+pub use survey::{EmitterLook, present, survey};
 use v4l2::V4l2;
 
 /// Why a camera cannot be used for face sign-in now. Every variant means "use the PIN".
@@ -108,6 +116,62 @@ impl std::fmt::Debug for Camera {
     }
 }
 
+impl Camera {
+    /// A camera over any frame source (the V4L2 and replay cameras; scripted ones in tests).
+    pub fn new(
+        source: Box<dyn FrameSource + Send>,
+        description: String,
+        visible_light: bool,
+    ) -> Camera {
+        Camera {
+            source,
+            description,
+            visible_light,
+        }
+    }
+}
+
+/// The cameras alohad may open: the system's in production, scripted ones in tests.
+pub trait Cameras: Send + Sync {
+    /// Open the camera for one enrolment or attempt.
+    fn open(&self) -> Result<Camera, CameraError>;
+    /// Whether there is a camera to open, without opening it (cheap enough for every status
+    /// request): what would be opened, or why nothing can be.
+    fn present(&self) -> Result<String, String>;
+    /// The survey `aloha camera` shows; `look`: whether it may open the camera to see the
+    /// emitter fire.
+    fn survey(&self, look: EmitterLook) -> CameraReport;
+    /// `aloha camera --probe`: find and record the control that lights the IR emitter.
+    fn probe(&self, progress: &mut dyn FnMut(FaceProgress) -> bool) -> Result<String, CameraError>;
+}
+
+/// The system's cameras as `[face]` names them.
+#[derive(Debug, Clone)]
+pub struct SystemCameras {
+    pub settings: FaceSettings,
+    /// alohad's state directory: the emitter control a probe records there is applied at
+    /// every open.
+    pub state_dir: PathBuf,
+}
+
+impl Cameras for SystemCameras {
+    fn open(&self) -> Result<Camera, CameraError> {
+        open(&self.settings, &self.state_dir)
+    }
+
+    fn present(&self) -> Result<String, String> {
+        present(&self.settings)
+    }
+
+    fn survey(&self, look: EmitterLook) -> CameraReport {
+        survey(&self.settings, &self.state_dir, look)
+    }
+
+    fn probe(&self, progress: &mut dyn FnMut(FaceProgress) -> bool) -> Result<String, CameraError> {
+        probe(&self.settings, &self.state_dir, progress)
+    }
+}
+
 impl FrameSource for Camera {
     fn next_frame(&mut self, deadline: Instant) -> Result<Frame<'static>, SourceError> {
         self.source.next_frame(deadline)
@@ -120,7 +184,7 @@ fn start_timeout(settings: &FaceSettings) -> Duration {
 }
 
 /// `face.camera` as a path, or `None` for `auto`; a replay has no device.
-fn wanted_device(settings: &FaceSettings) -> Option<Option<std::path::PathBuf>> {
+fn wanted_device(settings: &FaceSettings) -> Option<Option<PathBuf>> {
     match settings.camera_choice() {
         CameraChoice::Auto => Some(None),
         CameraChoice::Device(p) => Some(Some(p)),
@@ -160,17 +224,20 @@ fn open_pick(
     V4l2::open(&pick.node.path, control, start_timeout(settings))
 }
 
-/// Open the camera `settings` names. `state_dir` holds emitter controls recorded by a probe.
+/// Open the camera `settings` names, with the emitter control `face.emitter` wants (the one
+/// recorded under `state_dir` by a probe, else a built-in quirk) applied before it streams.
 pub fn open(settings: &FaceSettings, state_dir: &Path) -> Result<Camera, CameraError> {
-    let wanted = match (settings.camera_choice(), wanted_device(settings)) {
-        (CameraChoice::Replay(dir), _) => {
-            return Ok(Camera {
-                description: format!("replay {}", dir.display()),
-                source: Box::new(Replay::open(&dir, settings.replay_fps)?),
-                visible_light: false,
-            });
+    let wanted = match settings.camera_choice() {
+        CameraChoice::Replay(dir) => {
+            let replay = Replay::open(&dir, settings.replay_fps)?;
+            return Ok(Camera::new(
+                Box::new(replay),
+                format!("replay {}", dir.display()),
+                false,
+            ));
         }
-        (_, wanted) => wanted.flatten(),
+        CameraChoice::Auto => None,
+        CameraChoice::Device(path) => Some(path),
     };
     let pick = pick(settings, wanted.as_deref()).1?;
     if pick.visible_light {
@@ -186,99 +253,11 @@ pub fn open(settings: &FaceSettings, state_dir: &Path) -> Result<Camera, CameraE
         description.push_str(&format!("; emitter: {e}"));
     }
     info!(camera = %description, "camera open");
-    Ok(Camera {
+    Ok(Camera::new(
+        Box::new(camera),
         description,
-        visible_light: pick.visible_light,
-        source: Box::new(camera),
-    })
-}
-
-/// The camera survey for `aloha camera` and `aloha status`: every capture node, the one
-/// `face.camera` picks and why, and — for an infrared V4L2 camera — whether its emitter
-/// fires (the camera is opened for about half a second to see).
-pub fn survey(settings: &FaceSettings, state_dir: &Path) -> CameraReport {
-    let mut report = CameraReport {
-        configured: settings.camera.clone(),
-        nodes: Vec::new(),
-        chosen: None,
-        why: String::new(),
-        usable: false,
-        visible_light: false,
-        emitter: None,
-    };
-    let Some(wanted) = wanted_device(settings) else {
-        if let CameraChoice::Replay(dir) = settings.camera_choice() {
-            match Replay::open(&dir, settings.replay_fps) {
-                Ok(_) => {
-                    report.chosen = Some(format!("replay:{}", dir.display()));
-                    report.why = "face.camera names recorded frames".into();
-                    report.usable = true;
-                }
-                Err(e) => report.why = e.to_string(),
-            }
-        }
-        return report;
-    };
-    let (nodes, pick) = pick(settings, wanted.as_deref());
-    report.nodes = nodes
-        .iter()
-        .filter(|n| n.capture)
-        .map(select::Node::report)
-        .collect();
-    match pick {
-        Ok(pick) => {
-            report.chosen = Some(pick.node.shown_path().display().to_string());
-            report.usable = true;
-            report.visible_light = pick.visible_light;
-            if !pick.visible_light {
-                report.emitter = Some(emitter_report(settings, state_dir, &pick));
-            }
-            report.why = pick.why;
-        }
-        Err(e) => report.why = e.to_string(),
-    }
-    report
-}
-
-fn emitter_report(settings: &FaceSettings, state_dir: &Path, pick: &select::Pick) -> EmitterReport {
-    let control = control(settings, state_dir, &pick.node);
-    let mut words = Vec::new();
-    match (&control, settings.emitter) {
-        (_, EmitterChoice::Off) => {
-            words.push("face.emitter = \"off\": alohad sets no camera control".to_string())
-        }
-        (None, EmitterChoice::Auto) => words.push("no control known for this camera".to_string()),
-        (Some(_), EmitterChoice::Auto) => {}
-    }
-    let fires = match open_pick(settings, state_dir, pick) {
-        Ok(camera) => {
-            let deadline = Instant::now() + start_timeout(settings);
-            let means = camera.frame_means(emitter::FIRES_FRAMES, deadline);
-            if let Some(applied) = &camera.emitter {
-                words.push(applied.clone());
-            }
-            match means {
-                Ok(means) => {
-                    let fires = emitter::fires(&means);
-                    words.push(emitter::describe_fires(fires).to_string());
-                    fires
-                }
-                Err(e) => {
-                    words.push(format!("not checked: {e}"));
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            words.push(format!("not checked: {e}"));
-            None
-        }
-    };
-    EmitterReport {
-        control: control.map(|c| c.to_string()),
-        fires,
-        detail: words.join("; "),
-    }
+        pick.visible_light,
+    ))
 }
 
 /// `aloha camera --probe`: try the known emitter controls on the camera `face.camera` picks,

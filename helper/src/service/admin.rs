@@ -26,8 +26,24 @@ impl Service {
             Some(n) => format!("{n} failed attempts cleared"),
             None => "an unreadable attempt counter replaced".into(),
         };
+        let face = match self.store.load_face_attempts(user) {
+            Ok(a) if a.failures == 0 => String::new(),
+            paused => {
+                // As for the PIN's counter: even an unreadable one is replaced.
+                self.store
+                    .save_face_attempts(user, &Attempts::default())
+                    .map_err(|e| store_failure(user, e))?;
+                match paused {
+                    Ok(a) => format!(
+                        " Face sign-in is on again ({} failed attempts cleared).",
+                        a.failures
+                    ),
+                    Err(_) => " Face sign-in is on again (an unreadable counter replaced).".into(),
+                }
+            }
+        };
         Ok(Response::Done {
-            message: format!("{user}'s PIN is unlocked ({cleared})."),
+            message: format!("{user}'s PIN is unlocked ({cleared}).{face}"),
         })
     }
 

@@ -55,6 +55,8 @@ impl Service {
                 if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
                     error!(user, error = %e, "cannot reset the attempt counter after a success");
                 }
+                // The PIN proved the user: face sign-in, if it was paused, is on again.
+                self.forget_face_failures(user);
                 Ok(value)
             }
             Err(BackendError::AuthFailed) => {

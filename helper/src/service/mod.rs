@@ -22,6 +22,7 @@ mod access;
 mod admin;
 mod attempt;
 mod camera;
+mod face;
 mod failures;
 mod key_stores;
 mod pin;
@@ -42,10 +43,13 @@ use aloha::protocol::{BackendKind, ErrorCode, FaceProgress, Failure, Request, Re
 use tracing::info;
 
 use crate::backend::{KdfParams, KeyBackend};
+use crate::camera::Cameras;
 use crate::password::PasswordChecker;
+use crate::recognition::Recognition;
 use crate::semaphore::Semaphore;
 use crate::store::Store;
 use crate::users::UserDb;
+use aloha_face::attempt::Adaptation;
 use pin::NewPin;
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
@@ -98,6 +102,10 @@ pub struct Components {
     pub users: Box<dyn UserDb>,
     pub passwords: Box<dyn PasswordChecker>,
     pub clock: Box<dyn Clock>,
+    /// Face recognition (the engine, loaded on first use).
+    pub recognition: Arc<dyn Recognition>,
+    /// The cameras `[face]` names.
+    pub cameras: Box<dyn Cameras>,
 }
 
 pub type SoftwareFactory = Box<dyn Fn() -> Box<dyn KeyBackend> + Send + Sync>;
@@ -112,6 +120,13 @@ pub struct Service {
     users: Box<dyn UserDb>,
     passwords: Box<dyn PasswordChecker>,
     clock: Box<dyn Clock>,
+    recognition: Arc<dyn Recognition>,
+    cameras: Box<dyn Cameras>,
+    /// One camera user at a time (enrolment, sign-in, test).
+    camera_in_use: Mutex<()>,
+    /// A live near miss's descriptors per user, with when it happened: a PIN sign-in right
+    /// after it adds them to the user's profiles.
+    near_misses: Mutex<HashMap<String, (Adaptation, u64)>>,
     /// One attempt at a time per user, so concurrent attempts can never exceed the limit.
     user_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -143,6 +158,10 @@ impl Service {
             users: parts.users,
             passwords: parts.passwords,
             clock: parts.clock,
+            recognition: parts.recognition,
+            cameras: parts.cameras,
+            camera_in_use: Mutex::new(()),
+            near_misses: Mutex::new(HashMap::new()),
             user_locks: Mutex::new(HashMap::new()),
         };
         service.republish_drifted_keys();
@@ -197,22 +216,27 @@ impl Service {
             } => self.sign_in(caller, &user, &service, &nonce, &pin),
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
             Request::AdminRemove { user } => self.admin_remove(caller, &user),
-            Request::Camera => Ok(Response::Camera(self.camera_survey())),
-            Request::CameraProbe => self.camera_probe(caller, progress),
-            Request::FaceEnrol { .. }
-            | Request::FaceSignIn { .. }
-            | Request::FaceTest { .. }
-            | Request::FaceList { .. }
-            | Request::FaceRemove { .. } => {
-                let _ = progress;
-                Err(Failure::new(
-                    ErrorCode::FaceUnavailable,
-                    "face sign-in is not available in this alohad yet; use your PIN or password",
-                ))
+            Request::Camera => Ok(Response::Camera(self.camera_survey(caller))),
+            Request::FaceEnrol { user, label, pin } => {
+                self.face_enrol(caller, &user, &label, &pin, progress)
             }
+            Request::FaceSignIn {
+                user,
+                service,
+                nonce,
+                timeout_ms,
+            } => self.face_sign_in(caller, &user, &service, &nonce, timeout_ms),
+            Request::FaceTest { user, timeout_ms } => {
+                self.face_test(caller, &user, timeout_ms, progress)
+            }
+            Request::FaceList { user } => self.face_list(caller, &user),
+            Request::FaceRemove { user, label } => {
+                self.face_remove(caller, &user, label.as_deref())
+            }
+            Request::CameraProbe => self.camera_probe(caller, progress),
         };
         result.unwrap_or_else(|failure| {
-            if !matches!(op, "sign_in") {
+            if !matches!(op, "sign_in" | "face_sign_in") {
                 info!(op, caller_uid = caller.uid, code = ?failure.code, "refused");
             }
             Response::Error(failure)

@@ -5,7 +5,7 @@
 use aloha::Secret;
 use aloha::lockout::Attempts;
 use aloha::protocol::{ErrorCode, Failure, Response};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::failures::{random_salt, store_failure};
 use super::key_stores::backend_failure;
@@ -109,18 +109,31 @@ impl Service {
         let update = self.vet_history(user, pin)?;
         let c = self.enrol(&info, pin, &update)?;
         let backend = c.backend.name();
-        let message = match kind {
+        let (mut message, face) = match kind {
             NewPin::Set => {
                 info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN set");
-                format!("PIN set for {user} ({backend}).")
+                // A face record without a container belongs to a key that is gone.
+                if let Err(e) = self.store.remove_face(user) {
+                    warn!(user, error = %e, "cannot remove a stale face record");
+                }
+                (format!("PIN set for {user} ({backend})."), None)
             }
             NewPin::Reset => {
                 info!(user, caller_uid = caller.uid, backend = ?c.backend, "PIN reset: new key, old key destroyed");
-                format!(
-                    "New PIN set for {user} with a new key ({backend}); the old key is destroyed."
+                let auth = AuthValue::from_pin(pin, &c.pin_salt);
+                let mut store = self.key_store(c.backend)?;
+                let face = self.reprotect_face(user, &c, &auth, store.get());
+                (
+                    format!(
+                        "New PIN set for {user} with a new key ({backend}); the old key is destroyed."
+                    ),
+                    face,
                 )
             }
         };
+        if let Some(face) = face {
+            message = format!("{message} {face}");
+        }
         Ok(update.reply(message))
     }
 

@@ -5,10 +5,49 @@ use aloha::Secret;
 use aloha::challenge::{Nonce, signin_digest};
 use aloha::protocol::{ErrorCode, Failure, Response};
 use aloha::timefmt;
+use std::time::Instant;
+
 use tracing::info;
 
 use super::{Caller, Service, lock};
 use crate::backend::AuthValue;
+
+/// What proved the user.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Factor {
+    Pin,
+    Face,
+}
+
+/// One log line per sign-in attempt, PIN or face: who asked for whom, from which service, the
+/// result, how long it took — never a secret.
+pub(super) fn log_attempt(
+    factor: Factor,
+    caller: &Caller,
+    user: &str,
+    service: &str,
+    result: &Result<Response, Failure>,
+    started: Instant,
+) {
+    let outcome = match result {
+        Ok(_) => "success".to_string(),
+        Err(f) => format!("{:?}", f.code),
+    };
+    let factor = match factor {
+        Factor::Pin => "pin",
+        Factor::Face => "face",
+    };
+    info!(
+        user,
+        caller_uid = caller.uid,
+        caller_pid = caller.pid,
+        service,
+        factor,
+        result = outcome,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "sign-in attempt"
+    );
+}
 
 impl Service {
     pub(super) fn sign_in(
@@ -19,19 +58,9 @@ impl Service {
         nonce: &Nonce,
         pin: &Secret,
     ) -> Result<Response, Failure> {
+        let started = Instant::now();
         let result = self.sign_in_inner(caller, user, nonce, pin);
-        let outcome = match &result {
-            Ok(_) => "success".to_string(),
-            Err(f) => format!("{:?}", f.code),
-        };
-        info!(
-            user,
-            caller_uid = caller.uid,
-            caller_pid = caller.pid,
-            service,
-            result = outcome,
-            "sign-in attempt"
-        );
+        log_attempt(Factor::Pin, caller, user, service, &result, started);
         result
     }
 
@@ -71,6 +100,7 @@ impl Service {
         let auth = AuthValue::from_pin(pin, &container.pin_salt);
         let blob = &container.protectors.pin;
         let signature = self.attempt(user, &container, |b| b.sign(blob, &auth, &digest))?;
+        self.adapt_after_pin(user, &container);
         Ok(Response::Signed {
             signature: signature.to_vec(),
             backend: container.backend,

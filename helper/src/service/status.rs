@@ -40,6 +40,7 @@ impl Service {
             (BackendKind::Tpm, Some(d)) => d.pause(self.config.tpm.da_headroom, now),
             _ => None,
         };
+        let face = self.face_status(user, &mut problems);
         Ok(UserStatus {
             user: info.name,
             uid: info.uid,
@@ -61,7 +62,7 @@ impl Service {
             default_backend: Some(default_backend),
             protection: Some(backend.protection().to_string()),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
-            face: None,
+            face,
         })
     }
 }

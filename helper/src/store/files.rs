@@ -157,3 +157,45 @@ pub(crate) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// A 32-byte key file alohad makes for itself (`private/history.key`, `private/face.key`),
+/// created on first use. `may_create` is false when data made with the key exists: then a
+/// missing key is an error (naming `needed_by`), never a fresh key that would silently
+/// invalidate that data.
+pub(super) fn key_file(
+    path: &Path,
+    may_create: bool,
+    needed_by: &str,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let parse = |bytes: Zeroizing<Vec<u8>>| {
+        if bytes.len() == 32 {
+            Ok(bytes)
+        } else {
+            Err(StoreError::Corrupt {
+                path: path.into(),
+                reason: format!("expected 32 bytes, found {}", bytes.len()),
+            })
+        }
+    };
+    if let Some(bytes) = read_optional(path)? {
+        return parse(bytes);
+    }
+    if !may_create {
+        return Err(StoreError::KeyMissing {
+            path: path.into(),
+            needed_by: needed_by.into(),
+        });
+    }
+    let mut key = Zeroizing::new(vec![0u8; 32]);
+    getrandom::fill(&mut key).map_err(|e| StoreError::Write {
+        path: path.into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    create_exclusive(path, &key, 0o600)?;
+    // Whoever created it first won: everyone uses the file's key, never their own.
+    let bytes = read_optional(path)?.ok_or_else(|| StoreError::Corrupt {
+        path: path.into(),
+        reason: "it vanished right after it was created".into(),
+    })?;
+    parse(bytes)
+}

@@ -1,7 +1,6 @@
 //! PIN histories and the keys their digests are made with (a key file for the software vault,
 //! a TPM-resident HMAC key's blob otherwise).
 
-use std::fs::{self, File};
 use std::io;
 use std::path::PathBuf;
 
@@ -9,7 +8,7 @@ use aloha::protocol::BackendKind;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::files::{create_exclusive, read_json, read_optional, write_json};
+use super::files::{create_exclusive, key_file, read_json, write_json};
 use super::{Store, StoreError};
 use crate::backend::KeyBlob;
 
@@ -123,14 +122,7 @@ impl Store {
 
     /// Forget the user's PIN history (`history = 0` stores none).
     pub fn remove_history(&self, user: &str) -> Result<(), StoreError> {
-        let path = self.history_path(user);
-        match fs::remove_file(&path) {
-            Ok(()) => File::open(self.user_dir(user))
-                .and_then(|d| d.sync_all())
-                .map_err(|source| StoreError::Write { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Write { path, source }),
-        }
+        self.remove_user_file(&self.history_path(user)).map(|_| ())
     }
 
     pub fn history_key_path(&self) -> PathBuf {
@@ -144,38 +136,7 @@ impl Store {
     /// The software PIN-history key, created on first use. `may_create` is false when data
     /// made with the key exists: then a missing key is an error, never a fresh key.
     pub fn history_key(&self, may_create: bool) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let path = self.history_key_path();
-        let parse = |bytes: Zeroizing<Vec<u8>>| {
-            if bytes.len() == 32 {
-                Ok(bytes)
-            } else {
-                Err(StoreError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("expected 32 bytes, found {}", bytes.len()),
-                })
-            }
-        };
-        if let Some(bytes) = read_optional(&path)? {
-            return parse(bytes);
-        }
-        if !may_create {
-            return Err(StoreError::KeyMissing {
-                path,
-                needed_by: "a stored PIN history".into(),
-            });
-        }
-        let mut key = Zeroizing::new(vec![0u8; 32]);
-        getrandom::fill(&mut key).map_err(|e| StoreError::Write {
-            path: path.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        create_exclusive(&path, &key, 0o600)?;
-        // Whoever created it first won: everyone uses the file's key, never their own.
-        let bytes = read_optional(&path)?.ok_or_else(|| StoreError::Corrupt {
-            path: path.clone(),
-            reason: "it vanished right after it was created".into(),
-        })?;
-        parse(bytes)
+        key_file(&self.history_key_path(), may_create, "a stored PIN history")
     }
 
     /// The TPM's PIN-history key blob, created with `create` on first use; `may_create` as

@@ -7,22 +7,25 @@
 //!     alohad.lock                  one daemon per state dir (flock)
 //!     history.key            0600  HMAC key for PIN-history digests (software vault)
 //!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
+//!     face.key               0600  wraps face secrets where no TPM seals them
 //!     camera/                0700
 //!       emitter.json         0600  the IR-emitter control `aloha camera --probe` found
 //!     users/<user>/          0700
 //!       container.json       0600  the key container (public key, salt, protector blobs)
 //!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
 //!       history.json         0600  salted, slow, keyed digests of previous PINs
+//!       face.json            0600  the face protector, the sealed face secret, sealed profiles
+//!       face-attempts.json   0600  failed face attempts (written ahead like attempts.json)
 //! ```
 //! Every write is atomic (temp file, fsync, rename, fsync dir). A file that exists but cannot be
 //! parsed is reported with its path and left untouched — never silently replaced.
-
 //!
-//! One file per kind of state: [`container`], [`attempts`], [`history`]; [`files`] holds the
+//! One file per kind of state: [`container`], [`attempts`], [`history`], [`face`]; [`files`] holds the
 //! atomic writes and checked reads they all use.
 
 mod attempts;
 mod container;
+mod face;
 mod files;
 mod history;
 
@@ -39,6 +42,7 @@ use nix::fcntl::{Flock, FlockArg};
 use thiserror::Error;
 
 pub use container::{CONTAINER_VERSION, Container, Protectors};
+pub use face::{FACE_VERSION, FaceLabel, FaceRecord, SealedSecret};
 pub use files::write_atomic;
 pub use history::{HISTORY_SALT_LEN, History, StoredHistory};
 
@@ -138,6 +142,25 @@ impl Store {
 
     pub(super) fn ensure_user_dir(&self, user: &str) -> Result<(), StoreError> {
         ensure_dir(&self.user_dir(user), 0o700)
+    }
+
+    /// Remove one of `user`'s files durably (the directory fsync'ed). Whether it existed.
+    pub(super) fn remove_user_file(&self, path: &Path) -> Result<bool, StoreError> {
+        match fs::remove_file(path) {
+            Ok(()) => path
+                .parent()
+                .map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all()))
+                .map(|()| true)
+                .map_err(|source| StoreError::Write {
+                    path: path.into(),
+                    source,
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Write {
+                path: path.into(),
+                source,
+            }),
+        }
     }
 
     /// Delete everything alohad holds for `user`. Returns whether anything existed.

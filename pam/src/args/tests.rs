@@ -22,3 +22,24 @@ fn arguments() {
     assert_eq!(d.timeout, DEFAULT_TIMEOUT);
     assert_eq!(d.socket, None);
 }
+
+#[test]
+fn face_arguments() {
+    let d = Args::parse([]);
+    assert!(d.face && d.pin);
+    assert_eq!(d.face_timeout, DEFAULT_FACE_TIMEOUT);
+    let a = Args::parse(["noface", "nopin", "face_timeout=1.5"]);
+    assert!(!a.face && !a.pin);
+    assert_eq!(a.face_timeout, Duration::from_millis(1500));
+    assert!(a.unknown.is_empty());
+    for bad in [
+        "face_timeout=0",
+        "face_timeout=31",
+        "face_timeout=x",
+        "nofaces",
+    ] {
+        let a = Args::parse([bad]);
+        assert_eq!(a.unknown, [bad.to_string()], "{bad}");
+        assert_eq!(a.face_timeout, DEFAULT_FACE_TIMEOUT);
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aloha::client::ClientError;
-use aloha::protocol::Response;
+use aloha::protocol::{Response, UserStatus};
 use aloha::registry::RegisteredKey;
 
 use crate::host::{Host, Level};
@@ -58,6 +58,8 @@ pub(super) struct Ready<D> {
     pub(super) registered: RegisteredKey,
     /// Where `registered` was read from, for the debug log.
     pub(super) key_path: PathBuf,
+    /// alohad's status for the user before anything was tried.
+    pub(super) status: UserStatus,
 }
 
 /// A reply's kind, for logs (a signature is not a secret, but it is noise).

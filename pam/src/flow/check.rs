@@ -1,14 +1,12 @@
-//! Step 1: is there an attempt to make? A local session, a known user with a registered key,
-//! and an alohad that will take an attempt now, with time left to answer it. Nothing secret is
-//! sent yet, so every way out here falls through to the password.
+//! Step 1: is there an attempt to make? A local session, a known user with a registered key and
+//! a key container in alohad. Nothing secret is sent yet, so every way out here falls through
+//! to the password. Whether a PIN may be asked for now is the PIN step's question (`ask`).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use aloha::config::ConfigError;
-use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
-use aloha::protocol::{BackendKind, Response, UserStatus};
+use aloha::protocol::{Response, UserStatus};
 use aloha::registry::{RegisteredKey, RegistryError};
 
 use super::attempt::{Attempt, Ready, Verdict, kind};
@@ -19,7 +17,7 @@ use crate::host::{Host, Level};
 #[cfg(test)]
 mod tests;
 
-/// Ready to ask for the PIN, or the verdict that ends the attempt before any prompt.
+/// Ready to try the face or ask for the PIN, or the verdict that ends the attempt first.
 pub(super) fn run<D: Daemon>(
     host: &mut dyn Host,
     args: &Args,
@@ -36,21 +34,21 @@ pub(super) fn run<D: Daemon>(
     attempt.log(host, Level::Debug, &format!("using {}", daemon.describe()));
     let (registered, key_path) = registered_key(host, &attempt, &daemon)?;
     let status = status(host, &attempt, &mut daemon)?;
-    may_try(host, &attempt, &daemon, &status)?;
-    enough_time(host, args, &attempt, &daemon)?;
+    if !status.enrolled {
+        attempt.log(
+            host,
+            Level::Info,
+            "result=unavailable: registered key but no container (alohad)",
+        );
+        return ControlFlow::Break(Verdict::Unavailable);
+    }
     ControlFlow::Continue(Ready {
         attempt,
         daemon,
         registered,
         key_path,
+        status,
     })
-}
-
-/// The least of `timeout=` that must be left for the sign-in before the PIN is asked for:
-/// 2 s, or half of `timeout=` if that is shorter. With less, Argon2id or the TPM could still be
-/// working when the time runs out, after the PIN was sent — a counted attempt that fails.
-pub(super) fn min_sign_in_time(timeout: Duration) -> Duration {
-    Duration::from_secs(2).min(timeout / 2)
 }
 
 /// Is this PAM_RHOST the machine itself?
@@ -167,78 +165,4 @@ fn status<D: Daemon>(
         ),
     );
     ControlFlow::Continue(status)
-}
-
-/// Would alohad take an attempt now? If not, say why, without a prompt.
-fn may_try<D: Daemon>(
-    host: &mut dyn Host,
-    attempt: &Attempt,
-    daemon: &D,
-    status: &UserStatus,
-) -> ControlFlow<Verdict> {
-    if !status.enrolled {
-        attempt.log(
-            host,
-            Level::Info,
-            "result=unavailable: registered key but no container (alohad)",
-        );
-        return ControlFlow::Break(Verdict::Unavailable);
-    }
-    if let Some(message) = refusal_message(
-        &attempt.user,
-        status.gate,
-        status.failed_attempts,
-        daemon.now(),
-    ) {
-        host.tell(&message);
-        let (verdict, what) = match status.gate {
-            Gate::Locked => (Verdict::MaxTries, "locked"),
-            _ => (Verdict::AuthErr, "waiting"),
-        };
-        attempt.log(
-            host,
-            Level::Notice,
-            &format!("result={what}: not prompting"),
-        );
-        return ControlFlow::Break(verdict);
-    }
-    // The TPM guard refuses every TPM-backed sign-in before the PIN is checked: say so instead
-    // of asking for a PIN that cannot work.
-    if let (Some(BackendKind::Tpm), Some(pause)) = (status.backend, status.tpm_pause) {
-        host.tell(&format!(
-            "PIN sign-in is paused for every user — {}",
-            tpm_pause_reason(pause, daemon.now())
-        ));
-        attempt.log(
-            host,
-            Level::Notice,
-            "result=unavailable: the TPM guard pauses PIN sign-in; not prompting",
-        );
-        return ControlFlow::Break(Verdict::Unavailable);
-    }
-    ControlFlow::Continue(())
-}
-
-/// Is enough of `timeout=` left after the status check for alohad to answer a sign-in?
-fn enough_time<D: Daemon>(
-    host: &mut dyn Host,
-    args: &Args,
-    attempt: &Attempt,
-    daemon: &D,
-) -> ControlFlow<Verdict> {
-    let left = daemon.time_left();
-    if left < min_sign_in_time(args.timeout) {
-        attempt.log(
-            host,
-            Level::Notice,
-            &format!(
-                "result=unavailable: only {:.1}s of timeout={}s left after the status check, \
-                 too little for a sign-in; not prompting",
-                left.as_secs_f64(),
-                args.timeout.as_secs_f64()
-            ),
-        );
-        return ControlFlow::Break(Verdict::Unavailable);
-    }
-    ControlFlow::Continue(())
 }

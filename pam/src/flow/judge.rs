@@ -23,12 +23,13 @@ pub(super) fn reply<D: Daemon>(
     log_reply(host, attempt, &exchange.reply);
     match exchange.reply {
         Ok(Response::Signed { signature, backend }) => {
-            signed(host, ready, &exchange.nonce, &signature, backend)
+            verdict_of_signature(host, ready, &exchange.nonce, &signature, backend, "pin")
         }
         Ok(other) => denied(
             host,
             ready,
             &format!("an unexpected {} reply", kind(&other)),
+            "the PIN",
         ),
         Err(CallError::Sent(ClientError::Refused(f))) => refused(host, attempt, &f),
         // Silence is what a slow alohad looks like too (Argon2id, a busy TPM): not a sign of
@@ -45,7 +46,7 @@ pub(super) fn reply<D: Daemon>(
             );
             Verdict::AuthErr
         }
-        Err(CallError::Sent(e)) => denied(host, ready, &format!("no valid reply ({e})")),
+        Err(CallError::Sent(e)) => denied(host, ready, &format!("no valid reply ({e})"), "the PIN"),
         Err(CallError::NotSent(e)) => {
             host.tell("Aloha did not answer; use your password.");
             attempt.unavailable(host, &e)
@@ -64,12 +65,14 @@ fn log_reply(host: &mut dyn Host, attempt: &Attempt, reply: &Result<Response, Ca
 }
 
 /// A signature: success only if it is the registered key's, over this user and our nonce.
-fn signed<D: Daemon>(
+/// `factor` ("pin", "face") says what released the key, for the log.
+pub(super) fn verdict_of_signature<D: Daemon>(
     host: &mut dyn Host,
     ready: &Ready<D>,
     nonce: &Nonce,
     signature: &[u8],
     backend: BackendKind,
+    factor: &str,
 ) -> Verdict {
     let Ready {
         attempt,
@@ -84,11 +87,11 @@ fn signed<D: Daemon>(
                 Level::Debug,
                 &format!("the signature verifies against {}", key_path.display()),
             );
-            attempt.log(
-                host,
-                Level::Info,
-                &format!("result=success ({})", backend.name()),
-            );
+            let line = match factor {
+                "pin" => format!("result=success ({})", backend.name()),
+                _ => format!("result=success ({factor}, {})", backend.name()),
+            };
+            attempt.log(host, Level::Info, &line);
             Verdict::Success
         }
         Err(e) => {
@@ -104,6 +107,11 @@ fn signed<D: Daemon>(
                 host,
                 ready,
                 &format!("an answer that does not verify ({e})"),
+                if factor == "pin" {
+                    "the PIN"
+                } else {
+                    "the face request"
+                },
             )
         }
     }
@@ -131,15 +139,20 @@ fn refused(host: &mut dyn Host, attempt: &Attempt, f: &Failure) -> Verdict {
     verdict
 }
 
-/// After the PIN was sent, an answer alohad would not give: whoever took the PIN is not alohad,
-/// or alohad is broken.
-fn denied<D: Daemon>(host: &mut dyn Host, ready: &Ready<D>, why: &str) -> Verdict {
+/// After `sent` (the PIN, the face request) went out, an answer alohad would not give:
+/// whoever took it is not alohad, or alohad is broken.
+pub(super) fn denied<D: Daemon>(
+    host: &mut dyn Host,
+    ready: &Ready<D>,
+    why: &str,
+    sent: &str,
+) -> Verdict {
     host.tell("Aloha's answer was not valid; use your password.");
     ready.attempt.log(
         host,
         Level::Error,
         &format!(
-            "result=denied: {why} from {} after the PIN was sent; is something impersonating \
+            "result=denied: {why} from {} after {sent} was sent; is something impersonating \
              alohad?",
             ready.daemon.socket().display()
         ),

@@ -12,10 +12,13 @@
 //!    - No registered key, daemon unreachable, config unreadable → fall through to the
 //!      password (PAM_AUTHINFO_UNAVAIL, fprintd's convention); an unknown user → PAM_IGNORE.
 //!      Either way with one log line saying why.
-//!    - Locked or waiting → say so ("use your password"), no prompt.
-//! 2. `ask`: prompt `PIN:`; empty or cancelled → fall through, nothing counted.
-//! 3. `prove`: our nonce + PIN to alohad.
-//! 4. `judge`: the signature that comes back is verified here against the registered public
+//! 2. `face`: with a face enrolled and a camera, "Looking for your face…" and up to
+//!    `face_timeout=` of alohad looking; a signature that verifies → PAM_SUCCESS; anything
+//!    else → on to the PIN (with `nopin`: to the next module). Never a prompt.
+//! 3. `ask`: PIN locked or waiting, TPM guard pausing → say so ("use your password"), no
+//!    prompt; otherwise prompt `PIN:`; empty or cancelled → fall through, nothing counted.
+//! 4. `prove`: our nonce + PIN to alohad.
+//! 5. `judge`: the signature that comes back is verified here against the registered public
 //!    key. Only a verified signature is PAM_SUCCESS. Once the PIN has been sent, anything but
 //!    a verifying signature or one of alohad's refusals (garbage, silence, a reply of the
 //!    wrong kind) is PAM_AUTH_ERR: whoever took the PIN did not answer as alohad does.
@@ -23,6 +26,7 @@
 mod ask;
 mod attempt;
 mod check;
+mod face;
 mod judge;
 mod prove;
 #[cfg(test)]
@@ -35,7 +39,7 @@ use aloha::config::ConfigError;
 use crate::alohad::Alohad;
 use crate::args::Args;
 use crate::daemon::Daemon;
-use crate::host::Host;
+use crate::host::{Host, Level};
 
 pub use attempt::Verdict;
 
@@ -64,6 +68,16 @@ fn steps<D: Daemon>(
     open: impl FnOnce(&Args) -> Result<D, ConfigError>,
 ) -> ControlFlow<Verdict, Verdict> {
     let mut ready = check::run(host, args, open)?;
+    let tried = face::attempt(host, args, &mut ready)?;
+    if !args.pin {
+        ready.attempt.log(
+            host,
+            Level::Info,
+            "result=no_pin: nopin, leaving it to the next module",
+        );
+        return ControlFlow::Break(tried.without_pin());
+    }
+    ask::gate(host, args, &ready)?;
     let pin = ask::pin(host, &ready.attempt)?;
     let exchange = prove::send(host, &mut ready, pin)?;
     ControlFlow::Continue(judge::reply(host, args, &ready, exchange))

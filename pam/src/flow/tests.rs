@@ -218,7 +218,7 @@ fn every_verdict_and_its_message() {
             enrolled: case.enrolled,
             status: case.status,
             reply: case.reply,
-            sign_ins: 0,
+            ..ScriptedDaemon::OPEN
         };
         let verdict = authenticate_with(&mut host, &Args::parse(["debug"]), |_| Ok(&mut fake));
         let name = case.name;

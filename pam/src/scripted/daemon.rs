@@ -42,6 +42,32 @@ pub enum Reply {
     Down,
 }
 
+/// alice's face, as the fake alohad sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// No face enrolled (no face lines in the status).
+    None,
+    /// Enrolled, but paused after failed attempts.
+    Paused,
+    /// Enrolled, but no camera to use.
+    NoCamera,
+    /// Enrolled and usable; the face sign-in answers this.
+    Answers(FaceReply),
+}
+
+/// What the fake alohad answers a face sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceReply {
+    Signed,
+    SignedByAnotherKey,
+    NoMatch,
+    NotLive,
+    NotSeen,
+    Silence,
+    Garbage,
+    Down,
+}
+
 /// alohad, the registry, the clock and randomness, scripted.
 #[derive(Debug)]
 pub struct ScriptedDaemon {
@@ -49,8 +75,11 @@ pub struct ScriptedDaemon {
     pub enrolled: bool,
     pub status: Status,
     pub reply: Reply,
+    pub face: Face,
     /// How many sign-in requests (each with a PIN) reached it.
     pub sign_ins: usize,
+    /// How many face sign-in requests reached it.
+    pub face_sign_ins: usize,
 }
 
 impl ScriptedDaemon {
@@ -59,7 +88,9 @@ impl ScriptedDaemon {
         enrolled: true,
         status: Status::Open,
         reply: Reply::Signed,
+        face: Face::None,
         sign_ins: 0,
+        face_sign_ins: 0,
     };
 }
 
@@ -86,6 +117,27 @@ fn down() -> CallError {
         path: "/fake.sock".into(),
         reason: "nothing listens there (is alohad running?)".into(),
     })
+}
+
+impl ScriptedDaemon {
+    fn face_status(&self) -> Option<aloha::protocol::FaceStatus> {
+        let (paused, usable) = match self.face {
+            Face::None => return None,
+            Face::Paused => (true, false),
+            Face::NoCamera => (false, false),
+            Face::Answers(_) => (false, true),
+        };
+        Some(aloha::protocol::FaceStatus {
+            profiles: vec![],
+            protector: true,
+            failures: if paused { 5 } else { 0 },
+            max_failures: 5,
+            paused,
+            camera: if usable { "/dev/video2" } else { "no camera" }.into(),
+            usable,
+            protection: String::new(),
+        })
+    }
 }
 
 impl Daemon for &mut ScriptedDaemon {
@@ -148,7 +200,7 @@ impl Daemon for &mut ScriptedDaemon {
             default_backend: None,
             protection: None,
             problem: None,
-            face: None,
+            face: self.face_status(),
         }))
     }
     fn sign_in(
@@ -200,6 +252,51 @@ impl Daemon for &mut ScriptedDaemon {
                 aloha::frame::FrameError::Timeout,
             ))),
             Reply::Down => Err(down()),
+        }
+    }
+    fn face_sign_in(
+        &mut self,
+        user: &str,
+        service: &str,
+        nonce: Nonce,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        assert_eq!((user, service), ("alice", "sudo"));
+        assert_eq!(nonce, Nonce([5; 32]));
+        assert_eq!(timeout, crate::args::DEFAULT_FACE_TIMEOUT);
+        self.face_sign_ins += 1;
+        let Face::Answers(reply) = self.face else {
+            panic!("a face sign-in without a usable face: {:?}", self.face)
+        };
+        let signed = |signature| Response::Signed {
+            signature,
+            backend: aloha::protocol::BackendKind::Tpm,
+        };
+        match reply {
+            FaceReply::Signed => Ok(signed(sign(7, user, &nonce))),
+            FaceReply::SignedByAnotherKey => Ok(signed(sign(9, user, &nonce))),
+            FaceReply::NoMatch => Err(refused(
+                ErrorCode::FaceNoMatch,
+                "Face not recognised. 4 more failed face attempts turn face sign-in off.",
+                None,
+            )),
+            FaceReply::NotLive => Err(refused(
+                ErrorCode::FaceNotLive,
+                "That looked like a photo or a screen, not a face.",
+                None,
+            )),
+            FaceReply::NotSeen => Err(refused(
+                ErrorCode::FaceNotSeen,
+                "No face was seen in time; use your PIN or password.",
+                None,
+            )),
+            FaceReply::Silence => Err(CallError::Sent(ClientError::Frame(
+                aloha::frame::FrameError::Timeout,
+            ))),
+            FaceReply::Garbage => Err(CallError::Sent(ClientError::Malformed(
+                "expected value at line 1 column 1".into(),
+            ))),
+            FaceReply::Down => Err(down()),
         }
     }
     fn nonce(&mut self) -> Result<Nonce, ChallengeError> {

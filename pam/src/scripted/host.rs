@@ -11,6 +11,8 @@ pub struct ScriptedHost {
     pub answer: Answer,
     pub logs: Vec<(Level, String)>,
     pub told: Vec<String>,
+    /// PAM_TEXT_INFO lines shown even under PAM_SILENT.
+    pub noticed: Vec<String>,
     /// How many times the PIN was asked for.
     pub asked: usize,
 }
@@ -31,6 +33,7 @@ impl ScriptedHost {
             answer: Answer::Pin(PIN),
             logs: vec![],
             told: vec![],
+            noticed: vec![],
             asked: 0,
         }
     }
@@ -65,6 +68,9 @@ impl Host for ScriptedHost {
     }
     fn tell(&mut self, m: &str) {
         self.told.push(m.into());
+    }
+    fn notice(&mut self, m: &str) {
+        self.noticed.push(m.into());
     }
     fn log(&mut self, level: Level, m: &str) {
         self.logs.push((level, m.into()));

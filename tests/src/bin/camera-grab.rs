@@ -1,6 +1,6 @@
-//! Captures through alohad's own camera code (`aloha_helper::camera::open` and
-//! `next_frame`, the path a face attempt takes), for the camera guest test: built on the
-//! host, run in the guest.
+//! Captures through alohad's own camera code (`SystemCameras::open` and `next_frame`, what
+//! alohad's face enrolment and sign-in call), for the camera guest test: built on the host,
+//! run in the guest.
 //!
 //! `camera-grab [--allow-visible] CAMERA COUNT OUTDIR` opens `face.camera = CAMERA` (with
 //! `face.allow_visible_camera` on), takes COUNT frames and saves their samples to
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aloha::config::FaceSettings;
 use aloha_face::frame::Pixels;
 use aloha_face::{FrameSource, SourceError};
-use aloha_helper::camera::{self, CameraError};
+use aloha_helper::camera::{CameraError, Cameras, SystemCameras};
 
 fn ms(since: Instant) -> u128 {
     since.elapsed().as_millis()
@@ -59,8 +59,12 @@ fn run(args: &[String]) -> Result<(), (String, Instant)> {
         allow_visible_camera: allow_visible,
         ..FaceSettings::default()
     };
-    let state = std::env::temp_dir().join("camera-grab-state");
-    let mut cam = camera::open(&settings, &state).map_err(|e| {
+    let cameras = SystemCameras {
+        settings,
+        // No recorded emitter control: a state directory that does not exist.
+        state_dir: std::env::temp_dir().join("camera-grab-state"),
+    };
+    let mut cam = cameras.open().map_err(|e| {
         let kind = match e {
             CameraError::Busy(_) => "busy",
             CameraError::Unavailable(_) => "unavailable",
@@ -71,7 +75,7 @@ fn run(args: &[String]) -> Result<(), (String, Instant)> {
     })?;
     let colour = if cam.visible_light { "colour " } else { "" };
     println!("opened {colour}{} in {} ms", cam.description, ms(started));
-    let frame_timeout = Duration::from_millis(settings.frame_timeout_ms);
+    let frame_timeout = Duration::from_millis(cameras.settings.frame_timeout_ms);
     let (count, outdir, until) = match (mode, args.get(2)) {
         ("until-error", Some(s)) => {
             let secs: u64 = s

@@ -21,6 +21,7 @@ pub(super) enum Step {
     Flush,
     Capability,
     History,
+    Unseal,
 }
 
 impl Step {
@@ -34,6 +35,7 @@ impl Step {
             Step::Flush => "releasing a TPM handle",
             Step::Capability => "reading the dictionary-attack state",
             Step::History => "computing a PIN-history digest",
+            Step::Unseal => "unsealing a face secret",
         }
     }
 }

@@ -27,11 +27,13 @@ use tss_esapi::handles::{KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, CreateKeyResult, Digest, HashScheme, HashcheckTicket, MaxBuffer, Public, Signature,
-    SignatureScheme,
+    Auth, CreateKeyResult, Digest, HashScheme, HashcheckTicket, MaxBuffer, Public, SensitiveData,
+    Signature, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+
+use zeroize::Zeroizing;
 
 use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey, pack_signature};
 
@@ -43,8 +45,8 @@ mod session;
 use da::read_da_state;
 use errors::{REACH_HINT, Step, internal};
 use objects::{
-    TpmBlob, check_history_public, history_key_template, key_blob, sec1_public_key,
-    signing_key_template, tss_auth,
+    TpmBlob, check_history_public, check_sealed_public, history_key_template, key_blob,
+    sealed_data_template, sec1_public_key, signing_key_template, tss_auth,
 };
 use session::Connection;
 
@@ -167,11 +169,13 @@ impl TpmBackend {
         Ok(value)
     }
 
-    /// Create a key from `template` under the primary, released by `auth` (`None`: no authValue).
+    /// Create an object from `template` under the primary, released by `auth` (`None`: no
+    /// authValue), holding `data` if it is a sealed data object.
     fn create_key(
         &mut self,
         template: Public,
         auth: Option<Auth>,
+        data: Option<SensitiveData>,
     ) -> Result<CreateKeyResult, BackendError> {
         self.in_session(|me, conn, session| {
             let primary = conn.primary;
@@ -180,7 +184,7 @@ impl TpmBackend {
                 .map_err(|e| me.tpm_error(Step::Session, &e))?;
             conn.ctx
                 .execute_with_session(Some(session), |c| {
-                    c.create(primary, template, auth, None, None, None)
+                    c.create(primary, template, auth, data, None, None)
                 })
                 .map_err(|e| me.tpm_error(Step::Create, &e))
         })
@@ -199,7 +203,7 @@ impl KeyBackend for TpmBackend {
     fn create(&mut self, auth: &AuthValue) -> Result<NewKey, BackendError> {
         let template = signing_key_template().map_err(|e| internal("the key template", &e))?;
         let key_auth = tss_auth(auth)?;
-        let created = self.create_key(template, Some(key_auth))?;
+        let created = self.create_key(template, Some(key_auth), None)?;
         let public_key = sec1_public_key(&created.out_public)?;
         Ok(NewKey {
             public_key,
@@ -281,7 +285,7 @@ impl KeyBackend for TpmBackend {
     fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {
         let template =
             history_key_template().map_err(|e| internal("the PIN-history key template", &e))?;
-        let created = self.create_key(template, None)?;
+        let created = self.create_key(template, None, None)?;
         key_blob(
             "the PIN-history key's public part",
             created.out_public,
@@ -311,6 +315,35 @@ impl KeyBackend for TpmBackend {
         <[u8; 32]>::try_from(bytes).map_err(|_| {
             BackendError::Unavailable("the TPM returned an HMAC that is not 32 bytes".into())
         })
+    }
+
+    fn seal(&mut self, data: &[u8]) -> Result<Option<KeyBlob>, BackendError> {
+        let template =
+            sealed_data_template().map_err(|e| internal("the sealed-secret template", &e))?;
+        // Copied straight into SensitiveData's zeroizing storage; it goes in encrypted.
+        let data = SensitiveData::try_from(data).map_err(|e| internal("the secret", &e))?;
+        let created = self.create_key(template, None, Some(data))?;
+        key_blob(
+            "the sealed secret's public part",
+            created.out_public,
+            &created.out_private,
+        )
+        .map(Some)
+    }
+
+    fn unseal(&mut self, blob: &KeyBlob) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+        let blob = TpmBlob::parse_as(blob, check_sealed_public)?;
+        let data = self.in_session(|me, conn, session| {
+            me.with_loaded_key(conn, session, &blob, |conn, item| {
+                // The secret comes back encrypted (TPM2_Unseal has no command parameter).
+                conn.set_encryption(session, false, true)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                conn.ctx
+                    .execute_with_session(Some(session), |c| c.unseal(item.into()))
+                    .map_err(|e| me.tpm_error(Step::Unseal, &e))
+            })
+        })?;
+        Ok(Zeroizing::new(data.value().to_vec()))
     }
 
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {

@@ -100,6 +100,34 @@ pub(super) fn history_key_template() -> Result<Public, TssError> {
         .build()
 }
 
+/// A sealed secret (a user's face secret and profile key): a data object, no authValue, noDA
+/// (unsealing judges no PIN), fixedTPM and fixedParent: it unseals only in this TPM, under
+/// alohad's primary.
+pub(super) fn sealed_data_template() -> Result<Public, TssError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_sign_encrypt(false)
+        .with_decrypt(false)
+        .with_restricted(false)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+}
+
+/// Refuse a sealed blob that is not a data object as alohad creates it (a key could never be
+/// unsealed, but say so before the TPM does).
+pub(super) fn check_sealed_public(public: &Public) -> Result<(), BackendError> {
+    check_keyed_hash(public, KeyedHashScheme::Null, false, "sealed secret")
+}
+
 /// The authValue as tss-esapi wants it. The TPM drops trailing zero octets of an authValue it
 /// stores, and tpm2-tss 3.2 does the same for the HMAC key; dropping them here too keeps both
 /// sides equal whatever the TSS version (about one PIN in 256 derives such an authValue).
@@ -219,24 +247,41 @@ fn check_key_public(public: &Public) -> Result<(), BackendError> {
 
 /// Refuse a PIN-history blob that is not an HMAC key as alohad creates it.
 pub(super) fn check_history_public(public: &Public) -> Result<(), BackendError> {
+    check_keyed_hash(
+        public,
+        KeyedHashScheme::HMAC_SHA_256,
+        true,
+        "PIN-history key",
+    )
+}
+
+/// A keyed-hash object as alohad creates it: `scheme`, signing (an HMAC key) or not (sealed
+/// data), never a decryption key, fixedTPM and fixedParent. `what` names it in the error.
+fn check_keyed_hash(
+    public: &Public,
+    scheme: KeyedHashScheme,
+    signs: bool,
+    what: &str,
+) -> Result<(), BackendError> {
     let Public::KeyedHash {
         object_attributes: a,
         parameters,
         ..
     } = public
     else {
-        return Err(BackendError::BadBlob(
-            "the PIN-history key is not an HMAC key".into(),
-        ));
+        return Err(BackendError::BadBlob(format!(
+            "the {what} is not a TPM keyed-hash object"
+        )));
     };
-    if *parameters != PublicKeyedHashParameters::new(KeyedHashScheme::HMAC_SHA_256)
-        || !a.sign_encrypt()
+    if *parameters != PublicKeyedHashParameters::new(scheme)
+        || a.sign_encrypt() != signs
         || a.decrypt()
         || !a.fixed_tpm()
+        || !a.fixed_parent()
     {
-        return Err(BackendError::BadBlob(
-            "the PIN-history key's attributes are not those alohad creates".into(),
-        ));
+        return Err(BackendError::BadBlob(format!(
+            "the {what}'s attributes are not those alohad creates"
+        )));
     }
     Ok(())
 }

@@ -5,8 +5,10 @@ mod access;
 mod attempt;
 mod camera;
 mod concurrency;
+mod face;
 mod pin;
 mod pin_history;
+mod scripted_face;
 mod state;
 mod tpm_guard;
 
@@ -230,6 +232,7 @@ impl Drop for TempDir {
 /// records alice's attempt counter on disk at the moment the key store is asked), and a clock.
 struct Fixture {
     dir: TempDir,
+    cameras: scripted_face::ScriptedCameras,
     clock: Arc<AtomicU64>,
     da: Arc<Mutex<DaState>>,
     seen: Arc<Mutex<Vec<String>>>,
@@ -237,7 +240,9 @@ struct Fixture {
     service: Service,
 }
 
-fn fixture_with(config: Config, with_tpm: bool) -> Fixture {
+fn fixture_with(mut config: Config, with_tpm: bool) -> Fixture {
+    // The scripted camera delivers every 5 ms; pacing would only slow the tests down.
+    config.face.frame_interval_ms = 0;
     let dir = TempDir::new();
     let clock = Arc::new(AtomicU64::new(T0));
     let da = Arc::new(Mutex::new(DaState {
@@ -248,9 +253,13 @@ fn fixture_with(config: Config, with_tpm: bool) -> Fixture {
     }));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let fault = Arc::new(Mutex::new(Fault::None));
-    let service = build(&dir.0, config, with_tpm, &clock, &da, &seen, &fault);
+    let cameras = scripted_face::ScriptedCameras::default();
+    let service = build(
+        &dir.0, config, with_tpm, &clock, &da, &seen, &fault, &cameras,
+    );
     Fixture {
         dir,
+        cameras,
         clock,
         da,
         seen,
@@ -307,6 +316,7 @@ fn tpm_stand_in(
     scripted
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     dir: &Path,
     config: Config,
@@ -315,6 +325,7 @@ fn build(
     da: &Arc<Mutex<DaState>>,
     seen: &Arc<Mutex<Vec<String>>>,
     fault: &Arc<Mutex<Fault>>,
+    cameras: &scripted_face::ScriptedCameras,
 ) -> Service {
     let store = Store::open_unlocked(dir).unwrap();
     let probe = store.attempts_path("alice");
@@ -330,6 +341,8 @@ fn build(
         users: Box::new(FakeUsers),
         passwords: Box::new(FakePasswords),
         clock: Box::new(FakeClock(clock.clone())),
+        recognition: Arc::new(scripted_face::ScriptedRecognition),
+        cameras: Box::new(cameras.clone()),
     })
 }
 
@@ -351,6 +364,8 @@ fn software_service(
         users: Box::new(FakeUsers),
         passwords: Box::new(FakePasswords),
         clock: Box::new(FakeClock(Arc::new(AtomicU64::new(T0)))),
+        recognition: Arc::new(scripted_face::ScriptedRecognition),
+        cameras: Box::new(scripted_face::ScriptedCameras::default()),
     }))
 }
 
@@ -370,6 +385,7 @@ impl Fixture {
             &self.da,
             &self.seen,
             &self.fault,
+            &self.cameras,
         )
     }
 

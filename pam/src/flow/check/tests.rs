@@ -1,4 +1,7 @@
 use std::path::Path;
+use std::time::Duration;
+
+use super::super::ask::min_sign_in_time;
 
 use super::*;
 use crate::args::DEFAULT_TIMEOUT;
