@@ -160,7 +160,7 @@ mod tests {
             shown.contains("/dev/video0 Integrated Camera — colour: YUYV, MJPG"),
             "{shown}"
         );
-        assert!(shown.contains("IR emitter:        fires\n"), "{shown}");
+        assert!(shown.contains("IR emitter:       fires\n"), "{shown}");
         assert!(shown.contains("unit 14 selector 14"), "{shown}");
         assert!(!shown.contains("WARNING"), "{shown}");
     }
