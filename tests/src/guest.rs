@@ -694,3 +694,41 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 pub fn note(text: &str) {
     let _ = writeln!(io::stderr(), "guest: {text}");
 }
+
+/// Run one named check of a guest test under `catch_unwind`, noting `ok` or `FAIL` with its
+/// time: the guest tests boot once and run every check, then fail with all the failures
+/// ([`assert_checks_passed`]). The failure as "name: message", if it failed.
+pub fn check(name: &str, run: impl FnOnce()) -> Option<String> {
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+    let took = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => {
+            note(&format!("ok   {name} ({took:.1} s)"));
+            None
+        }
+        Err(e) => {
+            note(&format!("FAIL {name} ({took:.1} s)"));
+            Some(format!("{name}: {}", panic_text(&*e)))
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+/// Fail with every failed check of `what` ("guest", "camera guest"), if any failed.
+#[track_caller]
+pub fn assert_checks_passed(what: &str, failed: &[String]) {
+    assert!(
+        failed.is_empty(),
+        "{} {what} check(s) failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}

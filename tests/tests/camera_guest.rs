@@ -22,12 +22,13 @@
 //! first use (minutes; cached). Timings go to stderr, past the capture.
 
 use std::fs;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aloha_tests::build::{artifact, workspace_root};
-use aloha_tests::guest::{Guest, GuestOptions, GuestOutput, image, note};
+use aloha_tests::guest::{
+    Guest, GuestOptions, GuestOutput, assert_checks_passed, check, image, note,
+};
 use serde_json::Value;
 
 const SHORT: Duration = Duration::from_secs(120);
@@ -83,19 +84,10 @@ fn camera_guest() {
         ("missing_is_not_found", missing_is_not_found),
         ("unplug_is_unavailable", unplug_is_unavailable),
     ];
-    let mut failed = Vec::new();
-    for (name, check) in checks {
-        let t = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| check(&mut guest, &mut setup)));
-        let took = t.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => note(&format!("ok   {name} ({took:.1} s)")),
-            Err(e) => {
-                note(&format!("FAIL {name} ({took:.1} s)"));
-                failed.push(format!("{name}: {}", panic_text(&*e)));
-            }
-        }
-    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, run)| check(name, || run(&mut guest, &mut setup)))
+        .collect();
     if !failed.is_empty() {
         let out = guest.run(
             "journalctl -b -u alohad-test -u 'feed-*' --no-pager | tail -n 60",
@@ -108,19 +100,7 @@ fn camera_guest() {
         "whole camera guest test {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-    assert!(
-        failed.is_empty(),
-        "{} camera guest check(s) failed:\n\n{}",
-        failed.len(),
-        failed.join("\n\n")
-    );
-}
-
-fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default()
+    assert_checks_passed("camera guest", &failed);
 }
 
 #[track_caller]

@@ -11,10 +11,12 @@
 //! Needs root and the packages of scripts/deps; builds the guest image on first use
 //! (minutes; cached in target/vm). Timings go to stderr, past the capture.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::time::{Duration, Instant};
 
-use aloha_tests::guest::{Guest, GuestOptions, image, note};
+use aloha_tests::guest::{
+    Guest, GuestOptions, assert_checks_passed, check, image, note, panic_text,
+};
 
 const SHORT: Duration = Duration::from_secs(60);
 
@@ -45,39 +47,17 @@ fn guest_machine() {
         ("pty", pty),
         ("reboot_keeps_state", reboot_keeps_state),
     ];
-    let mut failed = Vec::new();
-    for (name, check) in checks {
-        let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| check(&mut guest)));
-        let took = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => note(&format!("ok   {name} ({took:.1} s)")),
-            Err(e) => {
-                let why = panic_text(&*e);
-                note(&format!("FAIL {name} ({took:.1} s)"));
-                failed.push(format!("{name}: {why}"));
-            }
-        }
-    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, run)| check(name, || run(&mut guest)))
+        .collect();
     let started = Instant::now();
     drop(guest);
     note(&format!(
         "powered off and cleaned up in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-    assert!(
-        failed.is_empty(),
-        "{} guest check(s) failed:\n\n{}",
-        failed.len(),
-        failed.join("\n\n")
-    );
-}
-
-fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default()
+    assert_checks_passed("guest", &failed);
 }
 
 /// The pids of this process's children (qemu and swtpm are, while a guest runs).
