@@ -65,6 +65,8 @@ enum Command {
     /// Administrator commands (root only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The cameras face sign-in can use, the one it picks and why, and the IR emitter.
+    Camera(cli::camera::CameraArgs),
 }
 
 #[derive(Subcommand)]
@@ -162,14 +164,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { target, json } => {
             let user = ctx.user(target.user.as_deref())?;
             let Response::Status(status) = ctx.call(Request::Status { user })? else {
-                return Err(Failure::Unreachable(anyhow!(
-                    "alohad sent an unexpected reply to status"
-                )));
+                return Err(cli::unexpected("status"));
             };
             if json {
-                let json = serde_json::to_string_pretty(&status)
-                    .map_err(|e| Failure::Refused(e.into()))?;
-                say(&format!("{json}\n"));
+                say(&format!("{}\n", cli::to_json(&status)?));
             } else {
                 say(&cli::status::render(&status, cli::now()));
             }
@@ -181,6 +179,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Admin(AdminCommand::Remove { user }) => {
             done(ctx.call(Request::AdminRemove { user })?)
         }
+        Command::Camera(args) => cli::camera::run(&ctx, args),
     }
 }
 
@@ -216,9 +215,7 @@ fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
         pin,
     })?;
     let Response::Signed { signature, backend } = response else {
-        return Err(Failure::Unreachable(anyhow!(
-            "alohad sent an unexpected reply to sign-in"
-        )));
+        return Err(cli::unexpected("sign-in"));
     };
     challenge::verify(&registered.public_key, &user, &nonce, &signature)
         .with_context(|| format!("alohad's answer for {user} is not a valid proof"))?;

@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
 use super::prompt::Source;
-use super::{Ctx, Failure, client_failure, done, say};
+use super::{Ctx, Failure, client_failure, done, say, to_json, unexpected};
 
 #[derive(Subcommand)]
 pub enum FaceCommand {
@@ -187,14 +187,6 @@ pub fn verify(ctx: &Ctx, user: Option<&str>, seconds: f64) -> Result<(), Failure
         backend.name()
     ));
     Ok(())
-}
-
-fn unexpected(what: &str) -> Failure {
-    Failure::Unreachable(anyhow!("alohad sent an unexpected reply to {what}"))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
-    serde_json::to_string_pretty(value).map_err(|e| Failure::Refused(e.into()))
 }
 
 /// One frame of `aloha face test`, in words.

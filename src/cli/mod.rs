@@ -1,6 +1,7 @@
 //! The CLI's pieces that are not argument parsing: talking to alohad ([`Ctx`]), the exit
 //! statuses ([`Failure`]), and one module per group of commands.
 
+pub mod camera;
 pub mod face;
 pub mod prompt;
 pub mod status;
@@ -82,6 +83,16 @@ pub fn done(response: Response) -> Result<(), Failure> {
             "alohad sent an unexpected reply: {other:?}"
         ))),
     }
+}
+
+/// A reply that is not the one asked for.
+pub fn unexpected(what: &str) -> Failure {
+    Failure::Unreachable(anyhow!("alohad sent an unexpected reply to {what}"))
+}
+
+/// A reply as pretty JSON for scripts (`--json`).
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value).map_err(|e| Failure::Refused(e.into()))
 }
 
 /// Unix seconds now.

@@ -4,6 +4,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use aloha::protocol::PROTOCOL_VERSION;
 use aloha_tests::both;
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::pty::{Channel, Session};
@@ -62,11 +63,11 @@ fn set_verify_wrong_right(kind: Kind) {
     } else {
         assert!(text.stdout.contains("TPM lockout:"), "{}", text.stdout);
     }
-    // Every attempt is one log line with user, caller uid, service and result.
+    // Every attempt is one log line with user, caller uid, service, factor and result.
     let log = f.daemon.log();
     assert!(log.contains("user=\"nobody\" caller_uid=65534"), "{log}");
     assert!(
-        log.contains("service=\"aloha-verify\" result=\"WrongPin\""),
+        log.contains("service=\"aloha-verify\" factor=\"pin\" result=\"WrongPin\""),
         "{log}"
     );
     assert!(
@@ -560,8 +561,8 @@ fn read_reply(s: &mut UnixStream) -> Value {
 }
 
 fn hello(s: &mut UnixStream) {
-    s.write_all(&frame(br#"{"op":"hello","version":1,"client":"test"}"#))
-        .unwrap();
+    let hello = format!(r#"{{"op":"hello","version":{PROTOCOL_VERSION},"client":"test"}}"#);
+    s.write_all(&frame(hello.as_bytes())).unwrap();
     assert_eq!(read_reply(s)["reply"], "hello");
 }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use aloha::protocol::PROTOCOL_VERSION;
 use aloha_tests::both;
 use aloha_tests::fixture::{Fixture, Kind};
 use aloha_tests::pam::*;
@@ -639,7 +640,10 @@ fn serve(
         ops.push(op.clone());
         std::thread::sleep(delay);
         let body: Vec<u8> = match (op.as_str(), forged) {
-            ("hello", _) => br#"{"reply":"hello","version":1,"daemon":"impostor"}"#.to_vec(),
+            ("hello", _) => format!(
+                r#"{{"reply":"hello","version":{PROTOCOL_VERSION},"daemon":"impostor"}}"#
+            )
+            .into_bytes(),
             ("status", _) => br#"{"reply":"status","user":"nobody","uid":65534,"enrolled":true,"failed_attempts":0,"max_attempts":10,"gate":{"state":"open","left_before_delay":3,"left_before_lock":10}}"#.to_vec(),
             ("sign_in", Forgery::Silence) => continue,
             ("sign_in", Forgery::Garbage) => b"\xde\xad\xbe\xef not a reply".to_vec(),

@@ -216,7 +216,7 @@ impl Service {
             } => self.sign_in(caller, &user, &service, &nonce, &pin),
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
             Request::AdminRemove { user } => self.admin_remove(caller, &user),
-            Request::Camera => Ok(Response::Camera(self.camera_survey())),
+            Request::Camera => Ok(Response::Camera(self.camera_survey(caller))),
             Request::FaceEnrol { user, label, pin } => {
                 self.face_enrol(caller, &user, &label, &pin, progress)
             }
@@ -234,10 +234,7 @@ impl Service {
                 self.face_remove(caller, &user, label.as_deref())
             }
             Request::FaceResume { user } => self.face_resume(caller, &user),
-            Request::CameraProbe => Err(Failure::new(
-                ErrorCode::FaceUnavailable,
-                "this alohad cannot probe cameras yet",
-            )),
+            Request::CameraProbe => self.camera_probe(caller, progress),
         };
         result.unwrap_or_else(|failure| {
             if !matches!(op, "sign_in" | "face_sign_in") {

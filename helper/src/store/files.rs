@@ -116,7 +116,7 @@ pub(super) fn write_json<T: Serialize>(
 }
 
 /// Create `dir` with `mode` if missing; insist it is a root-owned directory and set its mode.
-pub(super) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
+pub(crate) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
     match fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

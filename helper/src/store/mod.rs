@@ -8,6 +8,8 @@
 //!     history.key            0600  HMAC key for PIN-history digests (software vault)
 //!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
 //!     face.key               0600  wraps face secrets where no TPM seals them
+//!     camera/                0700
+//!       emitter.json         0600  the IR-emitter control `aloha camera --probe` found
 //!     users/<user>/          0700
 //!       container.json       0600  the key container (public key, salt, protector blobs)
 //!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
@@ -44,7 +46,7 @@ pub use face::{FACE_VERSION, FaceLabel, FaceRecord, SealedSecret};
 pub use files::write_atomic;
 pub use history::{HISTORY_SALT_LEN, History, StoredHistory};
 
-use files::ensure_dir;
+pub(crate) use files::ensure_dir;
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -71,14 +71,15 @@ impl Service {
         Ok(attempts)
     }
 
-    /// The camera, for one operation at a time: a second one is refused at once instead of
-    /// waiting behind the first (the PIN or password is right there).
-    fn camera_turn(&self) -> Result<MutexGuard<'_, ()>, Failure> {
+    /// The camera, for one operation at a time (a face operation, the probe, root's look at the
+    /// emitter): a second one is refused at once instead of waiting behind the first (the PIN
+    /// or password is right there).
+    pub(in crate::service) fn camera_turn(&self) -> Result<MutexGuard<'_, ()>, Failure> {
         self.camera_in_use.try_lock().map_err(|_| {
             Failure::new(
                 ErrorCode::FaceUnavailable,
-                "The camera is in use by another face sign-in or enrolment; use your PIN or \
-                 password, or try again in a moment.",
+                "The camera is in use by another face sign-in, enrolment or camera probe; use \
+                 your PIN or password, or try again in a moment.",
             )
         })
     }

@@ -3,6 +3,7 @@
 
 mod access;
 mod attempt;
+mod camera;
 mod concurrency;
 mod face;
 mod pin;

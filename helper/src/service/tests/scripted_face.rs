@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aloha::protocol::{CameraReport, FrameVerdict};
+use aloha::protocol::{CameraReport, EmitterReport, FaceProgress, FrameVerdict};
 use aloha_face::pose::Pose;
 use aloha_face::quality::Quality;
 use aloha_face::{
@@ -15,7 +15,7 @@ use aloha_face::{
     Reject, RejectKind, SourceError,
 };
 
-use crate::camera::{Camera, CameraError, Cameras};
+use crate::camera::{Camera, CameraError, Cameras, EmitterLook};
 use crate::recognition::{Judge, Recognition, Step};
 use crate::service::lock;
 
@@ -134,7 +134,12 @@ impl Cameras for ScriptedCameras {
         }
     }
 
-    fn survey(&self) -> CameraReport {
+    /// The emitter "fires" when the survey may look; otherwise it says why not.
+    fn survey(&self, look: EmitterLook) -> CameraReport {
+        let (fires, detail) = match look {
+            EmitterLook::Look => (Some(true), "looked".to_string()),
+            EmitterLook::Skip(why) => (None, format!("not checked: {why}")),
+        };
         CameraReport {
             configured: "scripted".into(),
             nodes: vec![],
@@ -142,8 +147,21 @@ impl Cameras for ScriptedCameras {
             why: "tests".into(),
             usable: true,
             visible_light: false,
-            emitter: None,
+            emitter: Some(EmitterReport {
+                control: None,
+                fires,
+                detail,
+            }),
         }
+    }
+
+    fn probe(
+        &self,
+        _progress: &mut dyn FnMut(FaceProgress) -> bool,
+    ) -> Result<String, CameraError> {
+        Err(CameraError::Unavailable(
+            "a scripted camera has no controls to probe".into(),
+        ))
     }
 }
 
