@@ -159,8 +159,31 @@ impl Cameras for SystemCameras {
         open(&self.settings, &self.state_dir)
     }
 
+    /// For `aloha status`: the camera, what lights its IR emitter, and the plain warning
+    /// when a colour camera is allowed.
     fn present(&self) -> Result<String, String> {
-        present(&self.settings)
+        let Some(wanted) = wanted_device(&self.settings) else {
+            return present(&self.settings);
+        };
+        let chosen = pick(&self.settings, wanted.as_deref())
+            .1
+            .map_err(|e| e.to_string())?;
+        let emitter = match self.settings.emitter {
+            EmitterChoice::Off => "IR emitter not touched (face.emitter = \"off\")".to_string(),
+            EmitterChoice::Auto => {
+                match emitter::control_for(&self.state_dir, chosen.node.usb_id.as_deref()) {
+                    Some(c) => format!("IR emitter control: {}", c.origin),
+                    None => "no IR emitter control needed or known (if frames stay dark: \
+                             `sudo aloha camera --probe`)"
+                        .to_string(),
+                }
+            }
+        };
+        let mut shown = format!("{}; {emitter}", chosen.node.shown_path().display());
+        if chosen.visible_light {
+            shown = format!("{shown}; {}", select::VISIBLE_WARNING);
+        }
+        Ok(shown)
     }
 
     fn survey(&self, look: EmitterLook) -> CameraReport {
