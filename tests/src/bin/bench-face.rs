@@ -37,6 +37,12 @@ fn die(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
+/// A failure once alohad runs: a panic unwinds through the fixture's Drop, which stops alohad
+/// and swtpm and removes their temp dirs (process::exit would leave them behind).
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    panic!("bench-face: {what}: {e}");
+}
+
 /// A field of /proc/PID/status, in kB.
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -104,14 +110,14 @@ fn main() {
             &format!("{PIN}\n"),
         );
         if set.code != 0 {
-            die("aloha pin set", format!("{set:?}"));
+            fail("aloha pin set", format!("{set:?}"));
         }
         let enrol = daemon.aloha(
             &["face", "enroll", "--user", "nobody", "--pin-stdin"],
             &format!("{PIN}\n"),
         );
         if enrol.code != 0 {
-            die("aloha face enroll", format!("{enrol:?}"));
+            fail("aloha face enroll", format!("{enrol:?}"));
         }
         // The recordings hold about 6.7 frames of content per second (the spacing liveness was
         // measured at, and alohad's frame_interval_ms): the camera delivers `fps` frames a
@@ -135,7 +141,7 @@ fn main() {
                 "auth required pam_deny.so",
             ],
         );
-        let pid = daemon.pid().unwrap_or_else(|| die("alohad", "no pid"));
+        let pid = daemon.pid().unwrap_or_else(|| fail("alohad", "no pid"));
 
         // Sample alohad's resident memory while the attempts run.
         let running = Arc::new(AtomicBool::new(true));
@@ -157,7 +163,7 @@ fn main() {
             let took = t0.elapsed();
             if auth.rc != PAM_SUCCESS {
                 running.store(false, Ordering::Relaxed);
-                die(
+                fail(
                     &format!("run {i}"),
                     format!(
                         "pam_authenticate returned {} ({:?})\n{}",

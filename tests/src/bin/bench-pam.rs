@@ -36,6 +36,12 @@ fn die(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
+/// A failure once alohad runs: a panic unwinds through the fixture's Drop, which stops alohad
+/// and swtpm and removes their temp dirs (process::exit would leave them behind).
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    panic!("bench-pam: {what}: {e}");
+}
+
 /// Answers every prompt with the same secret; counts the prompts.
 struct Answer {
     secret: &'static str,
@@ -63,18 +69,18 @@ fn once(pam: &PamDir, service: &str, secret: &'static str) -> (Duration, Duratio
     });
     let t0 = Instant::now();
     let mut tx = Transaction::start(service, USER, Some(pam.path()), conv)
-        .unwrap_or_else(|rc| die("pam_start_confdir", rc));
+        .unwrap_or_else(|rc| fail("pam_start_confdir", rc));
     let t1 = Instant::now();
     let rc = tx.authenticate(0);
     let auth = t1.elapsed();
     if rc != PAM_SUCCESS {
         let why = tx.strerror(rc);
-        die(service, format!("pam_authenticate returned {rc} ({why})"));
+        fail(service, format!("pam_authenticate returned {rc} ({why})"));
     }
     drop(tx);
     let whole = t0.elapsed();
     if prompts.get() != 1 {
-        die(service, format!("{} prompts, expected 1", prompts.get()));
+        fail(service, format!("{} prompts, expected 1", prompts.get()));
     }
     (auth, whole)
 }
@@ -169,7 +175,7 @@ fn main() {
             &format!("{PIN}\n"),
         );
         if set.code != 0 {
-            die("aloha pin set", format!("{set:?}"));
+            fail("aloha pin set", format!("{set:?}"));
         }
         let pam = PamDir::new();
         let config = fixture.daemon.config_path();
