@@ -143,9 +143,12 @@ fn recordings_through_real_pam(kind: Kind) {
     let live = recording(&data.join("nuaa_live_webcam/0001"));
     let other = recording(&data.join("nuaa_live_webcam/0002"));
     let photo = recording(&data.join("nuaa_photo_attacks/0001"));
-    // One recorded frame per analysed frame: the recordings are sparse (about half a second
-    // apart), as the liveness cues were measured.
-    let mut s = setup(kind, 1000.0 / 150.0, "");
+    // One recorded frame per analysed frame, in order: the recordings are sparse (about half
+    // a second apart), as the liveness cues were measured. `frame_interval_ms = 0` keeps the
+    // capture loop from dropping a frame that arrives a hair early (the replay's period equals
+    // the default interval): which frames formed the liveness pairs then depended on the
+    // machine's timing, and a fast machine that dropped every other frame saw no life.
+    let mut s = setup(kind, 1000.0 / 150.0, "frame_interval_ms = 0\n");
     s.enrol(&live[..12]);
 
     s.cam.show(&live[12..]);
