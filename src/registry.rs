@@ -66,13 +66,35 @@ pub fn key_path(state_dir: &Path, user: &str) -> PathBuf {
     public_dir(state_dir).join(format!("{user}.pub"))
 }
 
-fn check_trusted(path: &Path) -> Result<(), RegistryError> {
+/// A registry entry is a few hundred bytes; anything larger is not one.
+const MAX_ENTRY_LEN: u64 = 64 * 1024;
+
+fn insecure(path: &Path, why: impl Into<String>) -> RegistryError {
+    RegistryError::Insecure {
+        path: path.into(),
+        why: why.into(),
+    }
+}
+
+/// Owner root, not writable by group or others.
+fn check_owner_and_mode(path: &Path, meta: &fs::Metadata) -> Result<(), RegistryError> {
+    if meta.uid() != 0 {
+        return Err(insecure(path, format!("it is owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(insecure(
+            path,
+            format!("its mode {:o} lets others write", meta.mode() & 0o7777),
+        ));
+    }
+    Ok(())
+}
+
+/// A directory on the way to an entry: not a symlink, owned by root, not writable by others.
+fn check_trusted_dir(path: &Path) -> Result<(), RegistryError> {
     let meta = fs::symlink_metadata(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            RegistryError::Insecure {
-                path: path.into(),
-                why: "it does not exist".into(),
-            }
+            insecure(path, "it does not exist")
         } else {
             RegistryError::Io {
                 path: path.into(),
@@ -81,24 +103,62 @@ fn check_trusted(path: &Path) -> Result<(), RegistryError> {
         }
     })?;
     if meta.file_type().is_symlink() {
-        return Err(RegistryError::Insecure {
+        return Err(insecure(path, "it is a symlink"));
+    }
+    check_owner_and_mode(path, &meta)
+}
+
+/// Opens the entry without following a symlink (`O_NOFOLLOW`) and without waiting on a FIFO
+/// (`O_NONBLOCK`), checks what was opened (`fstat` on the descriptor: a regular file, owned
+/// by root, writable by root only, small), and only then reads it — so what is checked is
+/// exactly what is read, whatever is renamed into place in between.
+fn read_entry(path: &Path, user: &str) -> Result<String, RegistryError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| RegistryError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RegistryError::NotEnrolled {
+                user: user.into(),
+                path: path.into(),
+            });
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(insecure(path, "it is a symlink"));
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(insecure(path, "it is not a regular file"));
+    }
+    check_owner_and_mode(path, &meta)?;
+    if meta.len() > MAX_ENTRY_LEN {
+        return Err(RegistryError::Corrupt {
             path: path.into(),
-            why: "it is a symlink".into(),
+            reason: format!("{} bytes, more than an entry can be", meta.len()),
         });
     }
-    if meta.uid() != 0 {
-        return Err(RegistryError::Insecure {
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_ENTRY_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_ENTRY_LEN {
+        return Err(RegistryError::Corrupt {
             path: path.into(),
-            why: format!("it is owned by uid {}", meta.uid()),
+            reason: "it grew while being read".into(),
         });
     }
-    if meta.mode() & 0o022 != 0 {
-        return Err(RegistryError::Insecure {
-            path: path.into(),
-            why: format!("its mode {:o} lets others write", meta.mode() & 0o7777),
-        });
-    }
-    Ok(())
+    Ok(text)
 }
 
 /// Read `user`'s registered key, refusing anything a non-root process could have planted.
@@ -115,19 +175,9 @@ pub fn load(
             path,
         });
     }
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RegistryError::NotEnrolled {
-                user: user.into(),
-                path,
-            });
-        }
-        Err(source) => return Err(RegistryError::Io { path, source }),
-    };
-    check_trusted(state_dir)?;
-    check_trusted(&public_dir(state_dir))?;
-    check_trusted(&path)?;
+    let text = read_entry(&path, user)?;
+    check_trusted_dir(state_dir)?;
+    check_trusted_dir(&public_dir(state_dir))?;
     let key: RegisteredKey = serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
         path: path.clone(),
         reason: e.to_string(),
@@ -230,6 +280,28 @@ mod tests {
                 load(&dir, "dave", None),
                 Err(RegistryError::Insecure { .. })
             ));
+            // What is opened is what is checked: a symlink to a good entry, a FIFO (reading
+            // it would wait for a writer) and a device (reading /dev/zero never ends) are
+            // refused from the open descriptor, without reading.
+            std::os::unix::fs::symlink(key_path(&dir, "alice"), key_path(&dir, "erin")).unwrap();
+            let e = load(&dir, "erin", None).unwrap_err();
+            assert!(e.to_string().contains("symlink"), "{e}");
+            nix::unistd::mkfifo(
+                &key_path(&dir, "fred"),
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+            )
+            .unwrap();
+            let e = load(&dir, "fred", None).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+            std::os::unix::fs::symlink("/dev/zero", key_path(&dir, "gina")).unwrap();
+            assert!(matches!(
+                load(&dir, "gina", None),
+                Err(RegistryError::Insecure { .. })
+            ));
+            // Larger than any entry: refused before reading it.
+            write(&dir, "hank", &" ".repeat(100_000), 0o644);
+            let e = load(&dir, "hank", None).unwrap_err();
+            assert!(matches!(e, RegistryError::Corrupt { .. }), "{e}");
         } else {
             // Files made by a non-root test runner are not trusted.
             assert!(matches!(
