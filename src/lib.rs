@@ -7,6 +7,7 @@
 //!   and verified against the public key alohad registered at enrolment.
 //! - [`policy`] and [`lockout`]: PIN policy and lockout arithmetic (enforced by alohad).
 //! - [`secret`]: PINs and passwords, zeroized and never printed.
+//! - [`untrusted`]: outside strings made safe for a log line.
 
 pub mod challenge;
 pub mod client;
@@ -19,5 +20,6 @@ pub mod protocol;
 pub mod registry;
 pub mod secret;
 pub mod timefmt;
+pub mod untrusted;
 
 pub use secret::Secret;

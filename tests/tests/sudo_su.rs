@@ -160,7 +160,7 @@ fn run_scenario(kind: Kind) -> ScenarioRun {
     )
 }
 
-/// `result=` of each pam_aloha line (`user=U service=S result=R...`), checking the prefix.
+/// `result=` of each pam_aloha line (`user="U" service="S" result=R...`), checking the prefix.
 fn module_results(run: &Value, user: &str, service: &str) -> Vec<String> {
     let lines: Vec<&str> = run["syslog"]
         .as_array()
@@ -174,7 +174,7 @@ fn module_results(run: &Value, user: &str, service: &str) -> Vec<String> {
     lines
         .iter()
         .map(|text| {
-            let want = format!("user={user} service={service} result=");
+            let want = format!("user=\"{user}\" service=\"{service}\" result=");
             let at = text
                 .find(&want)
                 .unwrap_or_else(|| panic!("pam_aloha line without {want:?}: {text}"));

@@ -13,6 +13,7 @@ use super::failures::store_failure;
 use super::key_stores::backend_failure;
 use crate::backend::{BackendError, KeyBackend};
 use crate::store::Container;
+use crate::users::UserInfo;
 
 fn with_count(mut f: Failure, reply: CountedReply) -> Failure {
     f.retry_at = f.retry_at.or(reply.retry_at);
@@ -111,16 +112,39 @@ impl Service {
         })
     }
 
-    /// `user`'s key container, or why there is none to use.
-    pub(super) fn load_container(&self, user: &str) -> Result<Container, Failure> {
-        self.store
-            .load_container(user)
-            .map_err(|e| store_failure(user, e))?
+    /// `user`'s key container, or why there is none to use. A container made for another uid
+    /// (the account was deleted and its name given to someone new) is never used: the new
+    /// owner of the name must not inherit the old owner's key.
+    pub(super) fn load_container(&self, user: &UserInfo) -> Result<Container, Failure> {
+        let name = &user.name;
+        let container = self
+            .store
+            .load_container(name)
+            .map_err(|e| store_failure(name, e))?
             .ok_or_else(|| {
                 Failure::new(
                     ErrorCode::NotEnrolled,
-                    format!("{user} has no Aloha PIN; set one with `aloha pin set`."),
+                    format!("{name} has no Aloha PIN; set one with `aloha pin set`."),
                 )
-            })
+            })?;
+        if container.uid != user.uid {
+            warn!(
+                user = %name,
+                key_uid = container.uid,
+                uid = user.uid,
+                "refusing a key made for another uid: the user name was reused"
+            );
+            return Err(Failure::new(
+                ErrorCode::NotEnrolled,
+                format!(
+                    "{name}'s Aloha key was made for uid {}, but {name} is now uid {}: the account \
+                     was re-created, so the old key cannot sign in. Start over with `aloha pin \
+                     reset` (asks for the account password), or an administrator removes it with \
+                     `aloha admin remove {name}`.",
+                    container.uid, user.uid
+                ),
+            ));
+        }
+        Ok(container)
     }
 }

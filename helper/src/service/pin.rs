@@ -144,10 +144,10 @@ impl Service {
         current: &Secret,
         new_pin: &Secret,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let mut container = self.load_container(user)?;
+        let mut container = self.load_container(&info)?;
         self.check_policy(new_pin)?;
         let new_salt = random_salt()?;
         let old_auth = AuthValue::from_pin(current, &container.pin_salt);

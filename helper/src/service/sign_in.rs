@@ -5,6 +5,7 @@ use aloha::Secret;
 use aloha::challenge::{Nonce, signin_digest};
 use aloha::protocol::{ErrorCode, Failure, Response};
 use aloha::timefmt;
+use aloha::untrusted::Untrusted;
 use std::time::Instant;
 
 use tracing::info;
@@ -37,11 +38,13 @@ pub(super) fn log_attempt(
         Factor::Pin => "pin",
         Factor::Face => "face",
     };
+    // Both come from the client as sent (the name may have failed validation): quoted,
+    // escaped and cut short, so no request can forge or flood a log line.
     info!(
-        user,
+        user = %Untrusted(user),
         caller_uid = caller.uid,
         caller_pid = caller.pid,
-        service,
+        service = %Untrusted(service),
         factor,
         result = outcome,
         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -71,7 +74,7 @@ impl Service {
         nonce: &Nonce,
         pin: &Secret,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         if pin.is_empty() {
             return Err(Failure::new(
                 ErrorCode::BadRequest,
@@ -80,7 +83,7 @@ impl Service {
         }
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let container = self.load_container(user)?;
+        let container = self.load_container(&info)?;
         let now = self.clock.now();
         if let Some(expired) = self
             .config

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use aloha::client::ClientError;
 use aloha::protocol::{Response, UserStatus};
 use aloha::registry::RegisteredKey;
+use aloha::untrusted::Untrusted;
 
 use crate::host::{Host, Level};
 
@@ -34,7 +35,11 @@ impl Attempt {
     pub(super) fn log(&self, host: &mut dyn Host, level: Level, what: &str) {
         host.log(
             level,
-            &format!("user={} service={} {what}", self.user, self.service),
+            &format!(
+                "user={} service={} {what}",
+                Untrusted(&self.user),
+                Untrusted(&self.service)
+            ),
         );
     }
 

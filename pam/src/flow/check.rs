@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use aloha::config::ConfigError;
 use aloha::protocol::{Response, UserStatus};
 use aloha::registry::{RegisteredKey, RegistryError};
+use aloha::untrusted::Untrusted;
 
 use super::attempt::{Attempt, Ready, Verdict, kind};
 use crate::args::Args;
@@ -68,7 +69,11 @@ fn local_attempt(host: &mut dyn Host, args: &Args) -> ControlFlow<Verdict, Attem
     let service = host.service();
     host.log(
         Level::Debug,
-        &format!("service={service} arguments: {}", args.describe()),
+        &format!(
+            "service={} arguments: {}",
+            Untrusted(&service),
+            args.describe()
+        ),
     );
     for arg in &args.unknown {
         host.log(

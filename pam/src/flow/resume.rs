@@ -6,6 +6,7 @@
 
 use aloha::config::ConfigError;
 use aloha::protocol::Response;
+use aloha::untrusted::Untrusted;
 
 use crate::args::Args;
 use crate::daemon::{CallError, Daemon};
@@ -46,21 +47,27 @@ pub fn resume_face<D: Daemon>(
     if !paused {
         host.log(
             Level::Debug,
-            &format!("user={user} setcred: face not paused"),
+            &format!("user={} setcred: face not paused", Untrusted(&user)),
         );
         return;
     }
     match daemon.face_resume(&user) {
         Ok(Response::Done { message }) => {
-            host.log(Level::Notice, &format!("user={user} setcred: {message}"));
+            host.log(
+                Level::Notice,
+                &format!("user={} setcred: {message}", Untrusted(&user)),
+            );
         }
         Ok(_) => host.log(
             Level::Error,
-            &format!("user={user} setcred: unexpected reply"),
+            &format!("user={} setcred: unexpected reply", Untrusted(&user)),
         ),
         Err(CallError::NotSent(e) | CallError::Sent(e)) => host.log(
             Level::Notice,
-            &format!("user={user} setcred: face sign-in stays paused: {e}"),
+            &format!(
+                "user={} setcred: face sign-in stays paused: {e}",
+                Untrusted(&user)
+            ),
         ),
     }
 }

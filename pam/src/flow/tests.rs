@@ -25,7 +25,7 @@ const OPEN: Case = Case {
     reply: Reply::Signed,
     verdict: Verdict::Success,
     told: &[],
-    logged: "user=alice service=sudo result=success (TPM 2.0)",
+    logged: "user=\"alice\" service=\"sudo\" result=success (TPM 2.0)",
     prompted: true,
     sign_ins: 1,
 };
@@ -239,7 +239,7 @@ fn every_verdict_and_its_message() {
             "{name}: one line per sign-in: {results:?}"
         );
         assert!(
-            results[0].starts_with("user=alice service=sudo result=")
+            results[0].starts_with("user=\"alice\" service=\"sudo\" result=")
                 && results[0].contains(case.logged),
             "{name}: {:?} lacks {:?}",
             results[0],
@@ -272,7 +272,7 @@ fn debug_lines_trace_every_step_and_never_the_pin() {
         .map(|(_, m)| m.as_str())
         .collect();
     for want in [
-        "service=sudo arguments: socket=(default) config=(default) timeout=3s debug=true",
+        "service=\"sudo\" arguments: socket=(default) config=(default) timeout=3s debug=true",
         "using a fake alohad",
         "registered key at /fake/public/alice.pub",
         "alohad status: enrolled=true backend=TPM 2.0 failed_attempts=4 gate=Open",

@@ -205,10 +205,9 @@ fn main() {
             };
             for line in syslog.drain() {
                 if line.text.contains("pam_aloha(bench-aloha:auth): ") {
-                    if !line
-                        .text
-                        .contains(&format!("user={USER} service=bench-aloha result=success"))
-                    {
+                    if !line.text.contains(&format!(
+                        "user=\"{USER}\" service=\"bench-aloha\" result=success"
+                    )) {
                         die("pam_aloha said", &line.text);
                     }
                     module_lines += 1;

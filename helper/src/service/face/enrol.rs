@@ -28,12 +28,12 @@ impl Service {
         pin: &Secret,
         progress: &mut dyn FnMut(FaceProgress) -> bool,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         aloha_face::profile::check_label(label)
             .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{e}")))?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let container = self.load_container(user)?;
+        let container = self.load_container(&info)?;
         let existing = self
             .store
             .load_face(user)

@@ -71,7 +71,7 @@ impl Service {
         user: &str,
         label: Option<&str>,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         let record = self.face_record(user)?;
@@ -94,7 +94,7 @@ impl Service {
         if record.labels.len() == 1 {
             return self.face_remove(caller, user, None);
         }
-        let container = self.load_container(user)?;
+        let container = self.load_container(&info)?;
         let (secrets, mut profiles) = self.unlock_face(user, &container, &record)?;
         profiles.remove(label);
         let sealed = profiles.seal(&secrets.profile_key()).map_err(|e| {
@@ -124,10 +124,10 @@ impl Service {
         timeout_ms: u64,
         progress: &mut dyn FnMut(FaceProgress) -> bool,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let container = self.load_container(user)?;
+        let container = self.load_container(&info)?;
         let record = self.face_record(user)?;
         let _camera_turn = self.camera_turn()?;
         let (secrets, profiles) = self.unlock_face(user, &container, &record)?;

@@ -51,10 +51,10 @@ impl Service {
         nonce: &Nonce,
         timeout_ms: u64,
     ) -> Result<Response, Failure> {
-        self.authorize(caller, user)?;
+        let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
-        let container = self.load_container(user)?;
+        let container = self.load_container(&info)?;
         let record = self.face_record(user)?;
         let before = self.face_gate(user)?;
         let _camera_turn = self.camera_turn()?;
