@@ -18,7 +18,7 @@ use aloha_helper::store::Store;
 use aloha_helper::users::SystemUsers;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 const USAGE: &str = "\
 alohad — the Aloha daemon: holds each user's sign-in key (TPM or software vault), checks PINs,
@@ -116,12 +116,22 @@ fn open_tpm(config: &Config) -> Result<Option<Box<dyn KeyBackend>>> {
     }
 }
 
+/// Account passwords are checked through `daemon.password_service`.
+fn password_checker(config: &Config) -> PamPasswordChecker {
+    let confdir = config.daemon.password_service_dir.clone();
+    PamPasswordChecker {
+        service: config.daemon.password_service.clone(),
+        confdir: (!confdir.as_os_str().is_empty()).then_some(confdir),
+    }
+}
+
 fn run(args: Args) -> Result<()> {
     let config = Config::load(args.config.as_deref())?;
     // The face engine's keys in [face] are alohad's to check.
     let face_config = face_config(&config.face)
         .map_err(anyhow::Error::msg)
         .context("the configuration is not valid")?;
+    let passwords = password_checker(&config);
     if args.check {
         let shown = args
             .config
@@ -137,6 +147,9 @@ fn run(args: Args) -> Result<()> {
             "{}",
             toml::to_string(&config).context("cannot print the configuration")?
         );
+        if let Some(problem) = passwords.stack_problem() {
+            bail!("{problem}");
+        }
         return Ok(());
     }
     init_logging();
@@ -161,11 +174,9 @@ fn run(args: Args) -> Result<()> {
             Err(e) => warn!(error = %e, "cannot read the TPM's dictionary-attack state"),
         }
     }
-    let confdir = config.daemon.password_service_dir.clone();
-    let passwords = PamPasswordChecker {
-        service: config.daemon.password_service.clone(),
-        confdir: (!confdir.as_os_str().is_empty()).then_some(confdir),
-    };
+    if let Some(problem) = passwords.stack_problem() {
+        error!("{problem}");
+    }
     let limits = Limits {
         io_timeout: config.daemon.io_timeout(),
         max_connections: config.daemon.max_connections,

@@ -58,10 +58,30 @@ impl Conversation for PasswordConversation {
     }
 }
 
+impl PamPasswordChecker {
+    /// Why this service must not be used to check passwords, with the fix; `None` when it is
+    /// password-only. Checked at start (logged, and by `alohad --check-config`) and before
+    /// every check, since the files can change while alohad runs.
+    pub fn stack_problem(&self) -> Option<String> {
+        let found = crate::pam_stack::find_pam_aloha(&self.service, self.confdir.as_deref())?;
+        Some(format!(
+            "the PAM service {:?} that alohad checks account passwords with runs pam_aloha \
+             ({found}), so a PIN could vouch for itself; alohad refuses password checks until \
+             it is password-only (see packaging/pam/aloha: pam_unix or pam_sss, not \
+             common-auth once Aloha is enabled there). Meanwhile root can still set and reset \
+             PINs with sudo",
+            self.service
+        ))
+    }
+}
+
 impl PasswordChecker for PamPasswordChecker {
     fn check(&self, user: &str, password: &Secret) -> Result<(), PasswordError> {
         if password.is_empty() {
             return Err(PasswordError::Wrong);
+        }
+        if let Some(problem) = self.stack_problem() {
+            return Err(PasswordError::Unavailable(problem));
         }
         let conv = Box::new(PasswordConversation {
             password: password.clone(),

@@ -94,6 +94,26 @@ impl Admission {
             .push_back(waiting);
     }
 
+    /// Take out of line every connection that has waited `max_wait` or longer by `now`: the
+    /// caller tells each to retry. Without this a uid whose slots stay busy (long face
+    /// attempts) would hold its waiting connections, and their clients, indefinitely.
+    fn expire(&mut self, now: Instant, max_wait: Duration) -> Vec<Waiting> {
+        let mut expired = Vec::new();
+        self.waiting.retain(|_, queue| {
+            // Oldest first: the line is in accept order.
+            while queue
+                .front()
+                .is_some_and(|(_, _, accepted)| now.duration_since(*accepted) >= max_wait)
+            {
+                if let Some(w) = queue.pop_front() {
+                    expired.push(w);
+                }
+            }
+            !queue.is_empty()
+        });
+        expired
+    }
+
     /// A slot of `uid` is done: hand it the next waiting connection, or give it up.
     fn next_or_release(&mut self, uid: u32) -> Option<Waiting> {
         if let Some(queue) = self.waiting.get_mut(&uid) {
@@ -325,6 +345,25 @@ pub fn serve(
     listener.set_nonblocking(true)?;
     let admission = Arc::new(Mutex::new(Admission::default()));
     while !shutdown.load(Ordering::SeqCst) {
+        // A connection waits in line at most one I/O timeout (checked at least every 250 ms).
+        let expired = locked(&admission).expire(Instant::now(), limits.io_timeout);
+        for (mut stream, caller, accepted) in expired {
+            debug!(
+                caller_uid = caller.uid,
+                waited_ms = u64::try_from(accepted.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "a waiting connection timed out"
+            );
+            refuse(
+                &mut stream,
+                ErrorCode::Busy,
+                format!(
+                    "uid {}'s other connections to alohad stayed busy for {} s; try again in a moment",
+                    caller.uid,
+                    limits.io_timeout.as_secs()
+                ),
+                &limits,
+            );
+        }
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(250u16)) {
             Ok(0) => continue,
@@ -463,6 +502,34 @@ mod tests {
         assert_eq!(a.admit(1002, &l), Admit::Serve);
         assert!(a.next_or_release(1001).is_none());
         assert_eq!(a.admit(1003, &l), Admit::Serve);
+    }
+
+    #[test]
+    fn a_waiting_connection_waits_at_most_max_wait() {
+        let l = limits();
+        let mut a = Admission::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(a.admit(1000, &l), Admit::Serve);
+        assert_eq!(a.admit(1000, &l), Admit::Serve);
+        let (early, _p1) = UnixStream::pair().unwrap();
+        let (late, _p2) = UnixStream::pair().unwrap();
+        let (other, _p3) = UnixStream::pair().unwrap();
+        a.enqueue((early, Caller { uid: 1000, pid: 1 }, at(0)));
+        a.enqueue((late, Caller { uid: 1000, pid: 2 }, at(3000)));
+        assert_eq!(a.admit(1001, &l), Admit::Serve);
+        assert_eq!(a.admit(1001, &l), Admit::Serve);
+        a.enqueue((other, Caller { uid: 1001, pid: 3 }, at(1000)));
+        let wait = Duration::from_secs(5);
+        assert!(a.expire(at(4999), wait).is_empty());
+        let mut gone: Vec<i32> = a.expire(at(6000), wait).iter().map(|w| w.1.pid).collect();
+        gone.sort();
+        assert_eq!(gone, [1, 3], "the two that waited 5 s or more");
+        // The one that came later still waits, and is next for uid 1000's slot; the slots
+        // themselves are untouched.
+        assert_eq!(a.next_or_release(1000).map(|w| w.1.pid), Some(2));
+        assert!(a.next_or_release(1001).is_none());
+        assert_eq!(a.active, 3);
     }
 
     fn refusal(peer: &mut UnixStream) -> Failure {

@@ -11,6 +11,8 @@ use aloha_tests::pty::{Channel, Session};
 use serde_json::Value;
 
 const NOBODY: u32 = 65534;
+/// After a wrong account password alohad checks none for that user for 2 s (whole seconds).
+const PASSWORD_WAIT: Duration = Duration::from_millis(2100);
 const PIN: &str = "482915";
 const WRONG: &str = "739164";
 
@@ -116,6 +118,7 @@ fn hard_lock_and_reset(kind: Kind) {
             "wrong-pw\n918273\n",
         )
         .refused("The account password is wrong.");
+    std::thread::sleep(PASSWORD_WAIT);
     f.daemon
         .aloha_as(
             NOBODY,
@@ -160,6 +163,9 @@ fn uid_rule(kind: Kind) {
     // A non-root user enrols itself with its account password.
     as_nobody(&["pin", "set", "--pin-stdin"], "bad\n918273\n")
         .refused("The account password is wrong.");
+    // A wrong password earns a wait before the next check, as su's pam_unix does.
+    as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918273\n").refused("try again in 2 s");
+    std::thread::sleep(PASSWORD_WAIT);
     as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918273\n").ok();
     as_nobody(&["verify", "--pin-stdin"], "918273\n").ok();
     as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918274\n").refused("already has a PIN");
@@ -730,6 +736,50 @@ fn config_errors_name_the_key() {
     let run = aloha_tests::daemon::run_with_stdin(cmd, "");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("lockout.max_attempts"), "{run:?}");
+}
+
+/// A PIN must never vouch for itself: when the service alohad checks account passwords with
+/// pulls in pam_aloha (here through `@include common-auth`, as an enabled Debian system would),
+/// a user's PIN set with the right password is refused with the fix, nothing is created, and
+/// `alohad --check-config` fails naming the file and line.
+#[test]
+fn a_password_service_that_runs_pam_aloha_is_refused() {
+    let f = Fixture::start(Kind::Software, |o| {
+        o.passwords = vec![("nobody".into(), "nobody-pw".into())];
+    });
+    let pam_dir = f.daemon.dir().join("pam.d");
+    let service = pam_dir.join("aloha-test");
+    let password_only = std::fs::read_to_string(&service).unwrap();
+    std::fs::write(&service, format!("@include common-auth\n{password_only}")).unwrap();
+    std::fs::write(
+        pam_dir.join("common-auth"),
+        "auth [success=end default=ignore] pam_aloha.so\nauth requisite pam_deny.so\n",
+    )
+    .unwrap();
+    f.daemon
+        .aloha_as(
+            NOBODY,
+            &["pin", "set", "--pin-stdin"],
+            "nobody-pw\n918273\n",
+        )
+        .refused("runs pam_aloha");
+    assert_eq!(status(&f, "nobody")["enrolled"], false);
+    let mut cmd = std::process::Command::new(aloha_tests::build::artifact("alohad"));
+    cmd.arg("--check-config")
+        .arg("--config")
+        .arg(f.daemon.config_path());
+    let run = aloha_tests::daemon::run_with_stdin(cmd, "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("common-auth:1"), "{run:?}");
+    // Password-only again: the same request succeeds.
+    std::fs::write(&service, password_only).unwrap();
+    f.daemon
+        .aloha_as(
+            NOBODY,
+            &["pin", "set", "--pin-stdin"],
+            "nobody-pw\n918273\n",
+        )
+        .ok();
 }
 
 #[test]

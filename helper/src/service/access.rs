@@ -75,7 +75,30 @@ impl Service {
                 format!("Your account password is needed to {what}."),
             ));
         };
-        match self.passwords.check(&info.name, password) {
+        let name = &info.name;
+        let now = self.clock.now();
+        if let Some(until) = self.password_checks.wait_until(name, now) {
+            return Err(Failure {
+                retry_at: Some(until),
+                ..Failure::new(
+                    ErrorCode::Delayed,
+                    format!(
+                        "The last account password for {name} was wrong: try again in {} s.",
+                        until - now
+                    ),
+                )
+            });
+        }
+        let result = self.password_checks.run(name, now, || {
+            let r = self.passwords.check(name, password);
+            let wrong = match &r {
+                Ok(()) => Some(false),
+                Err(PasswordError::Wrong) => Some(true),
+                Err(PasswordError::Expired | PasswordError::Unavailable(_)) => None,
+            };
+            (r, wrong)
+        });
+        match result {
             Ok(()) => Ok(()),
             Err(PasswordError::Wrong) => {
                 warn!(

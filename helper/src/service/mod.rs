@@ -6,6 +6,7 @@
 //! One concern per file:
 //! - [`access`]: who may act for whom (root for anyone, a user for itself, the account
 //!   password for enrolment);
+//! - [`password_checks`]: account-password checks one at a time, with a wait after a wrong one;
 //! - [`key_stores`]: the TPM's single owner or a software vault of one's own, and what their
 //!   failures say;
 //! - [`tpm_guard`]: keeping the TPM's global dictionary-attack lockout out of reach;
@@ -25,6 +26,7 @@ mod camera;
 mod face;
 mod failures;
 mod key_stores;
+mod password_checks;
 mod pin;
 mod pin_history;
 mod registry_sync;
@@ -50,6 +52,7 @@ use crate::semaphore::Semaphore;
 use crate::store::Store;
 use crate::users::UserDb;
 use aloha_face::attempt::Adaptation;
+use password_checks::PasswordChecks;
 use pin::NewPin;
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
@@ -129,6 +132,8 @@ pub struct Service {
     near_misses: Mutex<HashMap<String, (Adaptation, u64)>>,
     /// One attempt at a time per user, so concurrent attempts can never exceed the limit.
     user_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Account-password checks: one at a time, and a wait after a wrong password.
+    password_checks: PasswordChecks,
 }
 
 impl std::fmt::Debug for Service {
@@ -163,6 +168,7 @@ impl Service {
             camera_in_use: Mutex::new(()),
             near_misses: Mutex::new(HashMap::new()),
             user_locks: Mutex::new(HashMap::new()),
+            password_checks: PasswordChecks::default(),
         };
         service.republish_drifted_keys();
         service

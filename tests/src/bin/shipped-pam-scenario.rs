@@ -81,6 +81,8 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
     );
     let after_wrong = files(&state);
     let status_after_wrong = as_user(&["status", "--json"], "");
+    // A wrong account password earns a 2 s wait before alohad checks another (whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let right = as_user(
         &["pin", "set", "--pin-stdin"],
         &format!("{PASSWORD}\n{PIN}\n"),

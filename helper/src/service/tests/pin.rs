@@ -26,6 +26,8 @@ fn non_root_enrolment_needs_the_account_password() {
         ErrorCode::WrongPassword
     );
     assert!(!f.status("alice").enrolled);
+    // A wrong password earns a short wait (access::wrong_account_passwords_earn_a_growing_wait).
+    f.advance(crate::service::password_checks::FIRST_WAIT_SECONDS);
     f.set(ALICE, "alice", Some("alice-password"), PIN).unwrap();
     assert_eq!(
         f.code(f.set(ALICE, "alice", Some("alice-password"), PIN)),
@@ -44,6 +46,7 @@ fn non_root_enrolment_needs_the_account_password() {
         )
     };
     assert_eq!(f.code(reset(Some("nope"))), ErrorCode::WrongPassword);
+    f.advance(crate::service::password_checks::FIRST_WAIT_SECONDS);
     reset(Some("alice-password")).unwrap();
     let new = registry::load(f.dir(), "alice", None).unwrap();
     assert_ne!(old.public_key, new.public_key, "a reset makes a new key");
