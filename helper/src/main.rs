@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aloha::config::{BackendChoice, Config};
 use aloha_helper::backend::KeyBackend;
 use aloha_helper::backend::software::{DEFAULT_KDF, SoftwareVault};
-use aloha_helper::backend::tpm::TpmBackend;
+use aloha_helper::backend::tpm::{PrimaryPin, TpmBackend};
 use aloha_helper::camera::SystemCameras;
 use aloha_helper::password::PamPasswordChecker;
 use aloha_helper::recognition::{EngineRecognition, Recognition, face_config};
@@ -94,11 +94,13 @@ fn init_logging() {
         .init();
 }
 
-fn open_tpm(config: &Config) -> Result<Option<Box<dyn KeyBackend>>> {
+fn open_tpm(config: &Config, store: &Store) -> Result<Option<Box<dyn KeyBackend>>> {
+    let open =
+        || TpmBackend::open_pinned(&config.tpm.tcti, PrimaryPin::new(&store.tpm_primary_path()));
     match config.tpm.backend {
         BackendChoice::Software => Ok(None),
         BackendChoice::Tpm => {
-            let tpm = TpmBackend::open(&config.tpm.tcti).with_context(|| {
+            let tpm = open().with_context(|| {
                 format!(
                     "backend = \"tpm\" but the TPM at {:?} cannot be used",
                     config.tpm.tcti
@@ -106,7 +108,7 @@ fn open_tpm(config: &Config) -> Result<Option<Box<dyn KeyBackend>>> {
             })?;
             Ok(Some(Box::new(tpm)))
         }
-        BackendChoice::Auto => match TpmBackend::open(&config.tpm.tcti) {
+        BackendChoice::Auto => match open() {
             Ok(tpm) => Ok(Some(Box::new(tpm))),
             Err(e) => {
                 info!(tcti = config.tpm.tcti, error = %e, "no usable TPM; new PINs go to the software vault");
@@ -157,7 +159,7 @@ fn run(args: Args) -> Result<()> {
         warn!("alohad is not running as root: it cannot check passwords or protect its state");
     }
     let store = Store::open(&config.daemon.state_dir)?;
-    let mut tpm = open_tpm(&config)?;
+    let mut tpm = open_tpm(&config, &store)?;
     if let Some(backend) = tpm.as_mut() {
         match backend.dictionary_attack_state() {
             Ok(Some(da)) => {

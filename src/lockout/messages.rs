@@ -51,6 +51,27 @@ pub fn tpm_pause_reason(pause: TpmPause, now: u64) -> String {
     format!("{why}; {until}. Use your password meanwhile.")
 }
 
+/// Why a user's TPM PIN attempts wait: their wrong PINs the TPM still remembers have used their
+/// share of its failure budget (see [`super::share`]). `next` is when one is forgotten.
+pub fn tpm_share_message(user: &str, debt: u32, share: u32, next: Option<u64>, now: u64) -> String {
+    let when = match next {
+        Some(t) => format!(
+            "PIN sign-in for {user} resumes in about {} (at {}), when the TPM forgets one",
+            wait(t.saturating_sub(now)),
+            utc(t)
+        ),
+        None => format!(
+            "this TPM forgets none by itself, so PIN sign-in for {user} resumes only when an \
+             administrator resets its dictionary-attack counter"
+        ),
+    };
+    format!(
+        "The TPM still remembers {debt} wrong PINs of {user}'s, and {user}'s share of its \
+         failure budget is {share} (the budget is shared by every user of this machine, and a \
+         correct PIN does not clear it): {when}. Use your password meanwhile."
+    )
+}
+
 /// The reply to a wrong PIN, once `counted` (which includes it) is on disk.
 pub fn wrong_pin_message(
     user: &str,

@@ -6,11 +6,13 @@
 //! the PIN reaches the TPM, and a success resets it. What a refusal says is in [`messages`].
 
 mod messages;
+pub mod share;
 
 pub use messages::{
     CountedReply, counted_failure_message, refusal_message, tpm_guard_message, tpm_pause_reason,
-    wrong_pin_message,
+    tpm_share_message, wrong_pin_message,
 };
+pub use share::{TpmDebt, tpm_share};
 
 use serde::{Deserialize, Serialize};
 

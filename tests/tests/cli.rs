@@ -549,6 +549,93 @@ fn tpm_lockout_counter_guards_sign_in() {
     assert_eq!(status(&f, "nobody")["failed_attempts"], 0);
 }
 
+/// Finding 1 of the hardening review, on swtpm: a user who knows their own PIN repeats "the
+/// free wrong PINs, then the right one". Their own counter starts over each time, the TPM's
+/// does not; without shares they walk it to the guard and PIN sign-in pauses for every user
+/// for hours. With shares (32 tries, headroom 2, two TPM users: 14 each) the attack stops at
+/// their own 14 and root still signs in.
+#[test]
+fn one_user_cannot_pause_tpm_sign_in_for_everyone() {
+    let f = Fixture::start(Kind::Tpm, |_| {});
+    enrol_nobody(&f);
+    f.daemon
+        .aloha(&["pin", "set", "--pin-stdin"], &format!("{PIN}\n"))
+        .ok();
+    let mut stopped = None;
+    'attack: for _round in 0..12 {
+        for _ in 0..3 {
+            let run = verify_nobody(&f, WRONG);
+            if !run.stderr.contains("Wrong PIN") {
+                stopped = Some(run);
+                break 'attack;
+            }
+        }
+        verify_nobody(&f, PIN).ok();
+    }
+    let stopped = stopped.expect("the attack ran to the end unhindered");
+    stopped.refused("The TPM still remembers 14 wrong PINs of nobody's");
+    assert!(stopped.stderr.contains("Use your password"), "{stopped:?}");
+    let s = status(&f, "nobody");
+    assert_eq!(s["tpm"]["counter"], 14, "the TPM's own counter: {s}");
+    assert_eq!(s["tpm_pause"], Value::Null, "{s}");
+    // Everyone else signs in.
+    f.daemon
+        .aloha(&["verify", "--pin-stdin"], &format!("{PIN}\n"))
+        .ok();
+    // The attacker's right PIN waits too: the TPM is not asked.
+    verify_nobody(&f, PIN).refused("The TPM still remembers 14 wrong PINs");
+    assert_eq!(status(&f, "nobody")["tpm"]["counter"], 14);
+}
+
+/// Finding 8 of the hardening review: alohad records the TPM storage key's name at first use
+/// and refuses another one before any PIN is sent — here a different TPM answering at the
+/// configured address, which is what an interposer presenting a key of its own looks like.
+/// The refusal costs nothing and says what to do; after the documented recovery (the TPM was
+/// really replaced: remove the record, reset the PIN) sign-in works on the new TPM.
+#[test]
+fn a_different_tpm_storage_key_is_refused() {
+    let mut f = Fixture::start(Kind::Tpm, |_| {});
+    enrol_nobody(&f);
+    verify_nobody(&f, PIN).ok();
+    let record = f.daemon.state_dir().join("private/tpm-primary.json");
+    assert!(record.exists(), "recorded at first use");
+    f.daemon.stop();
+    let other = aloha_tests::swtpm::Swtpm::start();
+    let config = std::fs::read_to_string(f.daemon.config_path()).unwrap();
+    let first = f.swtpm.as_ref().unwrap().tcti();
+    std::fs::write(
+        f.daemon.config_path(),
+        config.replace(&first, &other.tcti()),
+    )
+    .unwrap();
+    f.daemon.spawn();
+    let refused = verify_nobody(&f, PIN);
+    refused.refused("shows a storage key");
+    assert!(refused.stderr.contains("aloha pin reset"), "{refused:?}");
+    assert!(
+        f.daemon.log().contains("alohad does not use the TPM"),
+        "{}",
+        f.daemon.log()
+    );
+    assert_eq!(
+        status(&f, "nobody")["failed_attempts"],
+        0,
+        "it cost nothing"
+    );
+    // The TPM really was replaced: forget the record, and the user starts over.
+    f.daemon.stop();
+    std::fs::remove_file(&record).unwrap();
+    f.daemon.spawn();
+    f.daemon
+        .aloha(
+            &["pin", "reset", "--user", "nobody", "--pin-stdin"],
+            &format!("{PIN}\n"),
+        )
+        .ok();
+    verify_nobody(&f, PIN).ok();
+    f.daemon.stop();
+}
+
 // ---------------------------------------------------------------- the socket itself
 
 fn frame(payload: &[u8]) -> Vec<u8> {

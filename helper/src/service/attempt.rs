@@ -38,24 +38,48 @@ impl Service {
         self.gate(user, &attempts, now)?;
         let mut guard = self.key_store(container.backend)?;
         let backend = guard.get();
-        self.tpm_guard(backend, now)?;
+        let debts = match self.tpm_guard(backend, now)? {
+            Some(da) => Some(self.tpm_debt(user, &da, now)?),
+            None => None,
+        };
         // Write-ahead: the attempt is counted on disk before the PIN reaches the key store, so
-        // a crash or kill mid-attempt never yields a free guess.
+        // a crash or kill mid-attempt never yields a free guess — in the user's counter and in
+        // their debt to the TPM's failure budget.
         let counted = Attempts {
             failures: attempts.failures.saturating_add(1),
             last_failure: now,
         };
-        self.store.save_attempts(user, &counted).map_err(|e| {
+        let cannot_record = |e: crate::store::StoreError| {
             Failure::new(
                 ErrorCode::Internal,
                 format!("alohad cannot record the attempt, so it refuses it: {e}"),
             )
-        })?;
+        };
+        self.store
+            .save_attempts(user, &counted)
+            .map_err(cannot_record)?;
+        if let Some(d) = &debts
+            && let Err(e) = self.store.save_tpm_debts(&d.counting_this_attempt())
+        {
+            if let Err(e) = self.store.save_attempts(user, &attempts) {
+                error!(user, error = %e, "cannot restore the attempt counter");
+            }
+            return Err(cannot_record(e));
+        }
+        // The TPM counted nothing: the debt goes back to what it was (earlier failures stay).
+        let uncount_debt = || {
+            if let Some(d) = &debts
+                && let Err(e) = self.store.save_tpm_debts(&d.without_this_attempt())
+            {
+                error!(user, error = %e, "cannot give back the attempt's TPM debt");
+            }
+        };
         match op(backend) {
             Ok(value) => {
                 if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
                     error!(user, error = %e, "cannot reset the attempt counter after a success");
                 }
+                uncount_debt();
                 // The PIN proved the user: face sign-in, if it was paused, is on again.
                 self.forget_face_failures(user);
                 Ok(value)
@@ -74,6 +98,7 @@ impl Service {
                 if let Err(e) = self.store.save_attempts(user, &attempts) {
                     error!(user, error = %e, "cannot restore the attempt counter");
                 }
+                uncount_debt();
                 Err(backend_failure(user, e))
             }
             Err(e @ (BackendError::Indeterminate(_) | BackendError::Lockout)) => {

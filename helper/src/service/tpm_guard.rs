@@ -1,13 +1,17 @@
 //! The TPM guard: the TPM's dictionary-attack lockout is global (one user's wrong PINs there
 //! lock every user's keys), so alohad refuses TPM PIN attempts before the TPM's counter gets
 //! within `tpm.da_headroom` of maxTries, and refuses them all while the per-user limit does not
-//! fit below that.
+//! fit below that. Each user's own TPM failures are held to their share of that budget, so no
+//! user can bring the guard down on everyone.
 
-use aloha::lockout::{DaState, tpm_guard_message};
+use std::collections::BTreeMap;
+
+use aloha::lockout::{DaState, TpmDebt, tpm_guard_message, tpm_share, tpm_share_message};
 use aloha::protocol::{ErrorCode, Failure};
-use tracing::error;
+use tracing::{error, warn};
 
 use super::Service;
+use super::failures::store_failure;
 use super::key_stores::backend_failure;
 use crate::backend::KeyBackend;
 
@@ -55,10 +59,15 @@ impl Service {
     /// Refuse attempts that could push the TPM into its global lockout, and all attempts while
     /// the limits do not fit the TPM (checked at start too, but the DA state may have been
     /// unreadable then, and maxTries can change while alohad runs).
-    pub(super) fn tpm_guard(&self, backend: &mut dyn KeyBackend, now: u64) -> Result<(), Failure> {
+    /// The TPM's dictionary-attack state when the attempt may go ahead (`None`: no TPM).
+    pub(super) fn tpm_guard(
+        &self,
+        backend: &mut dyn KeyBackend,
+        now: u64,
+    ) -> Result<Option<DaState>, Failure> {
         let da = match backend.dictionary_attack_state() {
             Ok(Some(da)) => da,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(None),
             Err(e) => return Err(backend_failure("this user", e)),
         };
         let limits = &self.config;
@@ -70,10 +79,79 @@ impl Service {
             ));
         }
         let Some(pause) = da.pause(self.config.tpm.da_headroom, now) else {
-            return Ok(());
+            return Ok(Some(da));
         };
         let mut f = Failure::new(ErrorCode::TpmLockout, tpm_guard_message(&da, pause, now));
         f.retry_at = pause.until;
         Err(f)
+    }
+
+    /// `user`'s debt to the TPM's failure budget at `now`, with every user's debts to write
+    /// back; refused while the debt has reached the user's share (see [`aloha::lockout::share`]).
+    /// The caller holds the TPM, so no other attempt changes the debts meanwhile.
+    pub(super) fn tpm_debt(&self, user: &str, da: &DaState, now: u64) -> Result<Debts, Failure> {
+        let all = self
+            .store
+            .load_tpm_debts()
+            .map_err(|e| store_failure(user, e))?;
+        let before = all
+            .get(user)
+            .copied()
+            .unwrap_or_default()
+            .at(now, da.recovery_seconds);
+        let share = tpm_share(
+            da.max_tries,
+            self.config.tpm.da_headroom,
+            self.store.tpm_users(),
+        );
+        if before.failures >= share {
+            let next = before.next_forgotten(da.recovery_seconds);
+            warn!(
+                user,
+                debt = before.failures,
+                share,
+                "TPM PIN attempt refused: the user's share of the TPM's failure budget is used"
+            );
+            return Err(Failure {
+                retry_at: next,
+                ..Failure::new(
+                    ErrorCode::Delayed,
+                    tpm_share_message(user, before.failures, share, next, now),
+                )
+            });
+        }
+        Ok(Debts {
+            user: user.to_string(),
+            all,
+            before,
+            now,
+        })
+    }
+}
+
+/// Every user's debt to the TPM's failure budget during one attempt, and `user`'s before it.
+#[derive(Debug)]
+pub(super) struct Debts {
+    user: String,
+    all: BTreeMap<String, TpmDebt>,
+    before: TpmDebt,
+    now: u64,
+}
+
+impl Debts {
+    /// Written ahead with the attempt: the TPM may count the PIN as wrong.
+    pub(super) fn counting_this_attempt(&self) -> BTreeMap<String, TpmDebt> {
+        self.with(self.before.plus_one(self.now))
+    }
+
+    /// After the TPM judged the PIN right (it counted nothing), or never judged it.
+    pub(super) fn without_this_attempt(&self) -> BTreeMap<String, TpmDebt> {
+        self.with(self.before)
+    }
+
+    fn with(&self, debt: TpmDebt) -> BTreeMap<String, TpmDebt> {
+        let mut all = self.all.clone();
+        all.insert(self.user.clone(), debt);
+        all
     }
 }

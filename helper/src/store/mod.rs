@@ -8,6 +8,8 @@
 //!     history.key            0600  HMAC key for PIN-history digests (software vault)
 //!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
 //!     face.key               0600  wraps face secrets where no TPM seals them
+//!     tpm-debts.json         0600  each user's wrong PINs the TPM still remembers (their share)
+//!     tpm-primary.json       0600  the TPM storage key's name, recorded at first use
 //!     camera/                0700
 //!       emitter.json         0600  the IR-emitter control `aloha camera --probe` found
 //!     users/<user>/          0700
@@ -28,6 +30,7 @@ mod container;
 mod face;
 mod files;
 mod history;
+mod tpm_debts;
 
 #[cfg(test)]
 mod tests;
@@ -134,6 +137,11 @@ impl Store {
 
     pub fn attempts_path(&self, user: &str) -> PathBuf {
         self.user_dir(user).join("attempts.json")
+    }
+
+    /// The TPM storage primary's name, recorded at first use (see `backend::tpm`).
+    pub fn tpm_primary_path(&self) -> PathBuf {
+        self.private().join("tpm-primary.json")
     }
 
     pub fn history_path(&self, user: &str) -> PathBuf {

@@ -40,7 +40,10 @@ use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey, pack_
 mod da;
 mod errors;
 mod objects;
+mod primary_pin;
 mod session;
+
+pub use primary_pin::PrimaryPin;
 
 use da::read_da_state;
 use errors::{REACH_HINT, Step, internal};
@@ -57,6 +60,8 @@ pub struct TpmBackend {
     tcti_text: String,
     /// `None` after a broken connection: the next operation re-opens it.
     conn: Option<Connection>,
+    /// The storage primary's recorded name, checked at every (re)connection.
+    pin: Option<PrimaryPin>,
 }
 
 impl fmt::Debug for TpmBackend {
@@ -71,16 +76,40 @@ impl fmt::Debug for TpmBackend {
 impl TpmBackend {
     /// Open the TPM at `tcti` (e.g. "device:/dev/tpmrm0") and prepare alohad's storage primary.
     pub fn open(tcti: &str) -> Result<TpmBackend, BackendError> {
+        Self::open_with(tcti, None)
+    }
+
+    /// [`TpmBackend::open`], requiring the storage primary recorded at `pin` (recording it
+    /// if none is): what alohad uses.
+    pub fn open_pinned(tcti: &str, pin: PrimaryPin) -> Result<TpmBackend, BackendError> {
+        Self::open_with(tcti, Some(pin))
+    }
+
+    fn open_with(tcti: &str, pin: Option<PrimaryPin>) -> Result<TpmBackend, BackendError> {
         let conf = TctiNameConf::from_str(tcti).map_err(|e| {
             BackendError::Unavailable(format!(
                 "the TPM address {tcti:?} is not a valid TCTI ({e}): {REACH_HINT}"
             ))
         })?;
-        let conn = Connection::open(&conf, tcti)?;
+        let mut conn = Connection::open(&conf, tcti, None)?;
+        // A storage key other than the recorded one does not make the TPM absent: the backend
+        // stays, without a connection, and every operation (each re-checking the key) refuses
+        // with what happened and what to do, instead of TPM users being told there is no TPM.
+        let trusted = match &pin {
+            Some(pin) => match conn.check_pin(pin, tcti) {
+                Ok(()) => Some(conn),
+                Err(e) => {
+                    tracing::error!(tcti, error = %e, "alohad does not use the TPM");
+                    None
+                }
+            },
+            None => Some(conn),
+        };
         Ok(TpmBackend {
             tcti: conf,
             tcti_text: tcti.to_owned(),
-            conn: Some(conn),
+            conn: trusted,
+            pin,
         })
     }
 
@@ -97,7 +126,7 @@ impl TpmBackend {
     ) -> Result<T, BackendError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => Connection::open(&self.tcti, &self.tcti_text)?,
+            None => Connection::open(&self.tcti, &self.tcti_text, self.pin.as_ref())?,
         };
         let result = op(self, &mut conn);
         if !conn.poisoned

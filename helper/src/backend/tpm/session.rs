@@ -14,6 +14,7 @@ use tss_esapi::{Context, Error as TssError, WrapperErrorKind};
 
 use super::errors::{self, REACH_HINT, Step, describe, internal, is_auth_failure};
 use super::objects::storage_primary_template;
+use super::primary_pin::PrimaryPin;
 use crate::backend::BackendError;
 
 /// An open ESYS context with alohad's storage primary loaded.
@@ -28,7 +29,12 @@ pub(super) struct Connection {
 impl Connection {
     /// Open the TPM at `tcti` (`tcti_text` as configured, for messages) and create alohad's
     /// storage primary in it.
-    pub(super) fn open(tcti: &TctiNameConf, tcti_text: &str) -> Result<Connection, BackendError> {
+    /// With `pin`, the primary's name must be the recorded one (see [`super::primary_pin`]).
+    pub(super) fn open(
+        tcti: &TctiNameConf,
+        tcti_text: &str,
+        pin: Option<&PrimaryPin>,
+    ) -> Result<Connection, BackendError> {
         let mut ctx = Context::new(tcti.clone()).map_err(|e| {
             BackendError::Unavailable(format!(
                 "cannot open the TPM at {tcti_text}: {}; {REACH_HINT}",
@@ -51,11 +57,17 @@ impl Connection {
             c.create_primary(Hierarchy::Owner, template, None, None, None, None)
         });
         match created {
-            Ok(primary) => Ok(Connection {
-                ctx,
-                primary: primary.key_handle,
-                poisoned: false,
-            }),
+            Ok(primary) => {
+                let mut conn = Connection {
+                    ctx,
+                    primary: primary.key_handle,
+                    poisoned: false,
+                };
+                if let Some(pin) = pin {
+                    conn.check_pin(pin, tcti_text)?;
+                }
+                Ok(conn)
+            }
             Err(e) if is_auth_failure(&e) => Err(BackendError::Unavailable(format!(
                 "the TPM at {tcti_text} refused to create alohad's storage key: the owner \
                  hierarchy has an authorization value ({}). Aloha needs the owner hierarchy \
@@ -65,6 +77,20 @@ impl Connection {
             ))),
             Err(e) => Err(errors::tpm_error(tcti_text, Step::Primary, &e)),
         }
+    }
+
+    /// The primary must be the one recorded at first use (see [`super::primary_pin`]).
+    pub(super) fn check_pin(
+        &mut self,
+        pin: &PrimaryPin,
+        tcti_text: &str,
+    ) -> Result<(), BackendError> {
+        // The name ESYS computed from the public area the TPM returned.
+        let name = self
+            .ctx
+            .tr_get_name(self.primary.into())
+            .map_err(|e| errors::tpm_error(tcti_text, Step::Primary, &e))?;
+        pin.check(name.value(), tcti_text)
     }
 
     /// A new HMAC session salted to the primary (ECDH), encrypting both directions.

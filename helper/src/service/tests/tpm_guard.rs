@@ -134,3 +134,115 @@ fn status_shows_the_tpm_pause_and_the_default_backend() {
     );
     g.sign_in(ALICE, "alice", PIN).unwrap();
 }
+
+/// Finding 1 of the hardening review: a user who knows their own PIN repeats "the free wrong
+/// PINs, then the right one". Aloha's per-user counter starts over each time, but the TPM's
+/// counter does not: without shares this walks it up to the guard and pauses PIN sign-in for
+/// every user. With shares the attacker stops at their own share; the other user signs in.
+#[test]
+fn one_user_cannot_spend_the_tpm_failure_budget_of_everyone() {
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    f.set(ROOT, "bob", None, PIN).unwrap();
+    // 32 maxTries, headroom 2, two TPM users: 29 failures to share, 14 each.
+    let mut refused = None;
+    'attack: for _round in 0..20 {
+        for _ in 0..3 {
+            match f.sign_in(ALICE, "alice", OTHER_PIN) {
+                Err(e) if e.code == ErrorCode::WrongPin => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break 'attack;
+                }
+                Ok(()) => panic!("a wrong PIN signed in"),
+            }
+        }
+        f.sign_in(ALICE, "alice", PIN).unwrap();
+    }
+    let e = refused.expect("the attack was never stopped");
+    assert_eq!(e.code, ErrorCode::Delayed, "{e:?}");
+    assert!(
+        e.message.contains("14 wrong PINs of alice's"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("a correct PIN does not clear"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        e.retry_at,
+        Some(T0 + 7200),
+        "the first of them is forgotten first"
+    );
+    assert_eq!(
+        lock(&f.da).counter,
+        14,
+        "the TPM's counter stopped at alice's share"
+    );
+    // Even her right PIN waits (the TPM must not be asked), and nothing was counted for it.
+    assert_eq!(f.code(f.sign_in(ALICE, "alice", PIN)), ErrorCode::Delayed);
+    // Bob is untouched: no pause for everyone.
+    f.sign_in(BOB, "bob", PIN).unwrap();
+    assert_eq!(f.status("bob").tpm_pause, None);
+    // A PIN reset makes a new key but forgives nothing the TPM remembers.
+    f.reset_to(OTHER_PIN).unwrap();
+    assert_eq!(
+        f.code(f.sign_in(ALICE, "alice", OTHER_PIN)),
+        ErrorCode::Delayed
+    );
+    // One recovery period later the TPM has forgotten one of hers: one more attempt.
+    f.advance(7200);
+    f.sign_in(ALICE, "alice", OTHER_PIN).unwrap();
+    assert_eq!(f.code(f.sign_in(ALICE, "alice", PIN)), ErrorCode::WrongPin);
+    assert_eq!(
+        f.code(f.sign_in(ALICE, "alice", OTHER_PIN)),
+        ErrorCode::Delayed
+    );
+    // The debts survive a restart (they are on disk, written ahead).
+    let again = f.rebuild(f.dir(), Config::default(), true);
+    let r = again.handle_quietly(
+        &ALICE,
+        Request::SignIn {
+            user: "alice".into(),
+            service: "test".into(),
+            nonce: Nonce::random().unwrap(),
+            pin: Secret::new(OTHER_PIN),
+        },
+    );
+    assert!(
+        matches!(r, Response::Error(ref e) if e.code == ErrorCode::Delayed),
+        "{r:?}"
+    );
+}
+
+/// The debt is written ahead like the attempt: a key store that never judged the PIN gives
+/// it back, one that judged it and then failed (the answer lost) keeps it.
+#[test]
+fn the_tpm_debt_is_written_ahead_and_given_back_only_when_nothing_was_judged() {
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let debt = || {
+        let store = Store::open_unlocked(f.dir()).unwrap();
+        store
+            .load_tpm_debts()
+            .unwrap()
+            .get("alice")
+            .map_or(0, |d| d.failures)
+    };
+    *lock(&f.fault) = Fault::Before;
+    f.sign_in(ALICE, "alice", OTHER_PIN).unwrap_err();
+    assert_eq!(debt(), 0, "never judged: given back");
+    *lock(&f.fault) = Fault::After;
+    f.sign_in(ALICE, "alice", PIN).unwrap_err();
+    assert_eq!(debt(), 1, "judged, answer lost: it stays");
+    *lock(&f.fault) = Fault::None;
+    f.sign_in(ALICE, "alice", PIN).unwrap();
+    assert_eq!(debt(), 1, "a success forgives nothing earlier");
+    assert_eq!(
+        f.code(f.sign_in(ALICE, "alice", OTHER_PIN)),
+        ErrorCode::WrongPin
+    );
+    assert_eq!(debt(), 2);
+}
