@@ -178,7 +178,19 @@ pub fn load(
     let text = read_entry(&path, user)?;
     check_trusted_dir(state_dir)?;
     check_trusted_dir(&public_dir(state_dir))?;
-    let key: RegisteredKey = serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
+    parse_entry(&text, &path, user, expected_uid)
+}
+
+/// The checks on an entry's text once the file is trusted: its format and version, and that it
+/// names `user` (and `expected_uid`). `path` is for messages.
+pub fn parse_entry(
+    text: &str,
+    path: &Path,
+    user: &str,
+    expected_uid: Option<u32>,
+) -> Result<RegisteredKey, RegistryError> {
+    let path = path.to_path_buf();
+    let key: RegisteredKey = serde_json::from_str(text).map_err(|e| RegistryError::Corrupt {
         path: path.clone(),
         reason: e.to_string(),
     })?;

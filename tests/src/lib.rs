@@ -8,6 +8,7 @@ pub mod build;
 pub mod daemon;
 pub mod face;
 pub mod fixture;
+pub mod fuzz;
 pub mod guest;
 pub mod namespace;
 pub mod pam;

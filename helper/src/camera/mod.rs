@@ -18,7 +18,7 @@
 
 mod emitter;
 mod negotiate;
-mod pixels;
+pub mod pixels;
 mod probe;
 mod replay;
 mod select;

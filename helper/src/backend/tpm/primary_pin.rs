@@ -38,7 +38,7 @@ impl PrimaryPin {
     }
 
     /// Accept `name` if it is the recorded one, or record it if none is; refuse any other.
-    pub(super) fn check(&self, name: &[u8], tcti_text: &str) -> Result<(), BackendError> {
+    pub fn check(&self, name: &[u8], tcti_text: &str) -> Result<(), BackendError> {
         let seen = aloha::hex::encode(name);
         let shown = self.path.display();
         let recorded = match std::fs::read(&self.path) {
