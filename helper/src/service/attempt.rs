@@ -170,6 +170,7 @@ impl Service {
                 ),
             ));
         }
+        self.republish_if_drifted(&container);
         Ok(container)
     }
 }

@@ -5,7 +5,7 @@
 use aloha::Secret;
 use aloha::lockout::Attempts;
 use aloha::protocol::{ErrorCode, Failure, Response};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::failures::{random_salt, store_failure};
 use super::key_stores::backend_failure;
@@ -59,14 +59,24 @@ impl Service {
             protectors: Protectors { pin: new.blob },
         };
         let user = info.name.as_str();
+        let replaces = matches!(self.store.load_container(user), Ok(Some(_)));
         self.store
             .save_container(&container)
             .map_err(|e| store_failure(user, e))?;
-        self.store
+        let rest = self
+            .store
             .save_attempts(user, &Attempts::default())
             .and_then(|()| self.save_history(user, update))
-            .and_then(|()| self.store.publish_key(&container.registered_key()))
-            .map_err(|e| store_failure(user, e))?;
+            .and_then(|()| self.store.publish_key(&container.registered_key()));
+        if let Err(e) = rest {
+            // A first PIN is taken back whole (a container without its public key would stop
+            // the user from setting one again); a replaced key stays, and its public key is
+            // republished when alohad next loads it (registry_sync).
+            if !replaces && let Err(e) = self.store.remove_user(user) {
+                error!(user, error = %e, "cannot take back a half-made first PIN");
+            }
+            return Err(store_failure(user, e));
+        }
         Ok(container)
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
-use super::StoreError;
+use super::{StoreError, crash};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -34,15 +34,20 @@ fn via_temp(
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
+        crash::point("create the temp file")?;
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        crash::point("write the temp file")?;
         f.write_all(bytes)?;
+        crash::point("fsync the temp file")?;
         f.sync_all()?;
+        crash::point("put the file in place")?;
         place(&tmp)?;
+        crash::point("fsync the directory")?;
         File::open(dir)?.sync_all()
     })();
     if result.is_err() {

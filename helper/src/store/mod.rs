@@ -27,6 +27,7 @@
 
 mod attempts;
 mod container;
+pub mod crash;
 mod face;
 mod files;
 mod history;
@@ -154,10 +155,13 @@ impl Store {
 
     /// Remove one of `user`'s files durably (the directory fsync'ed). Whether it existed.
     pub(super) fn remove_user_file(&self, path: &Path) -> Result<bool, StoreError> {
-        match fs::remove_file(path) {
+        match crash::point("remove a file").and_then(|()| fs::remove_file(path)) {
             Ok(()) => path
                 .parent()
-                .map_or(Ok(()), |dir| File::open(dir).and_then(|d| d.sync_all()))
+                .map_or(Ok(()), |dir| {
+                    crash::point("fsync the directory after a removal")?;
+                    File::open(dir).and_then(|d| d.sync_all())
+                })
                 .map(|()| true)
                 .map_err(|source| StoreError::Write {
                     path: path.into(),
@@ -171,11 +175,15 @@ impl Store {
         }
     }
 
-    /// Delete everything alohad holds for `user`. Returns whether anything existed.
+    /// Delete everything alohad holds for `user`. Returns whether anything existed. The key
+    /// container goes first, durably: a removal cut short (a crash, a read-only file system)
+    /// leaves either the whole user or no key — never a key whose attempt counter or history is
+    /// already gone, nor a container without its public key. A public key left behind is
+    /// removed when alohad next starts (registry_sync).
     pub fn remove_user(&self, user: &str) -> Result<bool, StoreError> {
-        let mut existed = false;
+        let mut existed = self.remove_user_file(&self.container_path(user))?;
         let public = registry::key_path(&self.root, user);
-        match fs::remove_file(&public) {
+        match crash::point("remove the public key").and_then(|()| fs::remove_file(&public)) {
             Ok(()) => existed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
@@ -186,13 +194,14 @@ impl Store {
             }
         }
         let dir = self.user_dir(user);
-        match fs::remove_dir_all(&dir) {
+        match crash::point("remove the user's directory").and_then(|()| fs::remove_dir_all(&dir)) {
             Ok(()) => existed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(StoreError::Write { path: dir, source }),
         }
         if existed {
-            File::open(self.private().join("users"))
+            crash::point("fsync the directories after a removal")
+                .and_then(|()| File::open(self.private().join("users")))
                 .and_then(|d| d.sync_all())
                 .and_then(|()| File::open(registry::public_dir(&self.root))?.sync_all())
                 .map_err(|source| StoreError::Write {

@@ -80,7 +80,24 @@ pub(super) fn verdict_of_signature<D: Daemon>(
         key_path,
         ..
     } = ready;
-    match challenge::verify(&registered.public_key, &attempt.user, nonce, signature) {
+    let verified = challenge::verify(&registered.public_key, &attempt.user, nonce, signature)
+        .or_else(|e| {
+            // alohad republishes a public key that fell out of step with the user's key (a
+            // PIN reset cut short by a full disk) when it loads that key — during this very
+            // sign-in. The registry is as trusted the second time as the first.
+            match ready.daemon.registered_key(&attempt.user, registered.uid) {
+                Ok(fresh) if fresh.public_key != registered.public_key => {
+                    attempt.log(
+                        host,
+                        Level::Debug,
+                        "the registered key changed during the sign-in; verifying against the new one",
+                    );
+                    challenge::verify(&fresh.public_key, &attempt.user, nonce, signature)
+                }
+                _ => Err(e),
+            }
+        });
+    match verified {
         Ok(()) => {
             attempt.log(
                 host,

@@ -165,6 +165,13 @@ const CASES: &[Case] = &[
         ..OPEN
     },
     Case {
+        name: "a key alohad republished while answering",
+        reply: Reply::SignedByRepublishedKey,
+        verdict: Verdict::Success,
+        logged: "result=success (TPM 2.0)",
+        ..OPEN
+    },
+    Case {
         name: "registered key but no container",
         status: Status::NoContainer,
         verdict: Verdict::Unavailable,

@@ -31,8 +31,13 @@ pub enum Status {
 pub enum Reply {
     Signed,
     SignedByAnotherKey,
+    /// alohad found the registry out of step with alice's key (a PIN reset cut short),
+    /// republished it (key 8) while answering, and signed with it.
+    SignedByRepublishedKey,
     RandomSignature,
-    WrongPin { left: u32 },
+    WrongPin {
+        left: u32,
+    },
     Delayed,
     Locked,
     BackendUnavailable,
@@ -82,6 +87,8 @@ pub struct ScriptedDaemon {
     pub face_sign_ins: usize,
     /// How many face resumptions reached it.
     pub face_resumes: usize,
+    /// The registry now holds key 8 instead of key 7.
+    pub republished: bool,
 }
 
 impl ScriptedDaemon {
@@ -94,6 +101,7 @@ impl ScriptedDaemon {
         sign_ins: 0,
         face_sign_ins: 0,
         face_resumes: 0,
+        republished: false,
     };
 }
 
@@ -165,7 +173,10 @@ impl Daemon for &mut ScriptedDaemon {
             user: user.into(),
             uid,
             backend: aloha::protocol::BackendKind::Tpm,
-            public_key: signing_key(7).verifying_key().to_sec1_bytes().to_vec(),
+            public_key: signing_key(if self.republished { 8 } else { 7 })
+                .verifying_key()
+                .to_sec1_bytes()
+                .to_vec(),
         })
     }
     fn status(&mut self, user: &str) -> Result<Response, CallError> {
@@ -224,6 +235,10 @@ impl Daemon for &mut ScriptedDaemon {
         match self.reply {
             Reply::Signed => Ok(signed(sign(7, user, &nonce))),
             Reply::SignedByAnotherKey => Ok(signed(sign(9, user, &nonce))),
+            Reply::SignedByRepublishedKey => {
+                self.republished = true;
+                Ok(signed(sign(8, user, &nonce)))
+            }
             Reply::RandomSignature => Ok(signed(vec![0x5a; 64])),
             Reply::WrongPin { left } => Err(refused(
                 ErrorCode::WrongPin,

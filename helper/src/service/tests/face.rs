@@ -6,7 +6,7 @@ use super::scripted_face::{ALICE_FACE, BOB_FACE, NOBODY, PHOTO_OF_ALICE, Shot};
 use super::*;
 
 impl Fixture {
-    fn enrol_face(&self, caller: Caller, pin: &str) -> Result<Response, Failure> {
+    pub(super) fn enrol_face(&self, caller: Caller, pin: &str) -> Result<Response, Failure> {
         self.call(
             caller,
             Request::FaceEnrol {
@@ -18,7 +18,7 @@ impl Fixture {
     }
 
     /// A face sign-in for alice; `Ok` only with a signature that verifies.
-    fn face(&self, caller: Caller) -> Result<(), Failure> {
+    pub(super) fn face(&self, caller: Caller) -> Result<(), Failure> {
         let nonce = Nonce::random().unwrap();
         let resp = self.call(
             caller,
@@ -37,7 +37,7 @@ impl Fixture {
         Ok(())
     }
 
-    fn face_failures(&self) -> u32 {
+    pub(super) fn face_failures(&self) -> u32 {
         self.status("alice").face.map_or(0, |f| f.failures)
     }
 }

@@ -5,6 +5,7 @@ mod access;
 mod attempt;
 mod camera;
 mod concurrency;
+mod crash;
 mod face;
 mod pin;
 mod pin_history;
