@@ -163,7 +163,6 @@ pub fn state_files(data: &[u8]) {
         std::fs::write(user.join(name), data).expect("write a state file");
     }
     let private = dir.join("private");
-    std::fs::write(private.join("tpm-debts.json"), data).expect("write tpm-debts.json");
     std::fs::write(private.join("tpm-primary.json"), data).expect("write tpm-primary.json");
     if let Ok(Some(c)) = store.load_container("alice") {
         assert_eq!(c.user, "alice", "a container for someone else was accepted");
@@ -172,7 +171,7 @@ pub fn state_files(data: &[u8]) {
     let _ = store.load_history("alice");
     let _ = store.load_face("alice");
     let _ = store.load_face_attempts("alice");
-    let _ = store.load_tpm_debts();
+    let _ = store.load_attempts_and_debt("alice");
     let _ = PrimaryPin::new(&private.join("tpm-primary.json")).check(&[0, 11, 1, 2, 3], "fuzz");
 }
 

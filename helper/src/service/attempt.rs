@@ -5,7 +5,7 @@
 use aloha::lockout::{
     Attempts, CountedReply, Gate, counted_failure_message, refusal_message, wrong_pin_message,
 };
-use aloha::protocol::{ErrorCode, Failure};
+use aloha::protocol::{BackendKind, ErrorCode, Failure};
 use tracing::{error, warn};
 
 use super::Service;
@@ -31,55 +31,45 @@ impl Service {
         op: impl FnOnce(&mut dyn KeyBackend) -> Result<T, BackendError>,
     ) -> Result<T, Failure> {
         let now = self.clock.now();
-        let attempts = self
+        let (attempts, recorded_debt) = self
             .store
-            .load_attempts(user)
+            .load_attempts_and_debt(user)
             .map_err(|e| store_failure(user, e))?;
         self.gate(user, &attempts, now)?;
         let mut guard = self.key_store(container.backend)?;
         let backend = guard.get();
-        let debts = match self.tpm_guard(backend, now)? {
-            Some(da) => Some(self.tpm_debt(user, &da, now)?),
-            None => None,
+        // In the TPM, the user's debt to its failure budget, brought up to date.
+        let debt = match self.tpm_guard(backend, now)? {
+            Some(da) => self.tpm_debt(user, recorded_debt, &da, now)?,
+            None => recorded_debt,
         };
-        // Write-ahead: the attempt is counted on disk before the PIN reaches the key store, so
-        // a crash or kill mid-attempt never yields a free guess — in the user's counter and in
-        // their debt to the TPM's failure budget.
+        let in_tpm = container.backend == BackendKind::Tpm;
+        // Write-ahead, in one durable write: the attempt is counted on disk (and, in the TPM,
+        // in the user's debt) before the PIN reaches the key store, so a crash or kill
+        // mid-attempt never yields a free guess.
         let counted = Attempts {
             failures: attempts.failures.saturating_add(1),
             last_failure: now,
         };
-        let cannot_record = |e: crate::store::StoreError| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("alohad cannot record the attempt, so it refuses it: {e}"),
-            )
-        };
+        let counted_debt = if in_tpm { debt.plus_one(now) } else { debt };
         self.store
-            .save_attempts(user, &counted)
-            .map_err(cannot_record)?;
-        if let Some(d) = &debts
-            && let Err(e) = self.store.save_tpm_debts(&d.counting_this_attempt())
-        {
-            if let Err(e) = self.store.save_attempts(user, &attempts) {
-                error!(user, error = %e, "cannot restore the attempt counter");
-            }
-            return Err(cannot_record(e));
-        }
-        // The TPM counted nothing: the debt goes back to what it was (earlier failures stay).
-        let uncount_debt = || {
-            if let Some(d) = &debts
-                && let Err(e) = self.store.save_tpm_debts(&d.without_this_attempt())
-            {
-                error!(user, error = %e, "cannot give back the attempt's TPM debt");
-            }
-        };
+            .save_attempts_and_debt(user, &counted, &counted_debt)
+            .map_err(|e| {
+                Failure::new(
+                    ErrorCode::Internal,
+                    format!("alohad cannot record the attempt, so it refuses it: {e}"),
+                )
+            })?;
         match op(backend) {
             Ok(value) => {
-                if let Err(e) = self.store.save_attempts(user, &Attempts::default()) {
+                // The TPM counted nothing for a right PIN: the debt goes back to what it was
+                // (earlier failures stay).
+                if let Err(e) = self
+                    .store
+                    .save_attempts_and_debt(user, &Attempts::default(), &debt)
+                {
                     error!(user, error = %e, "cannot reset the attempt counter after a success");
                 }
-                uncount_debt();
                 // The PIN proved the user: face sign-in, if it was paused, is on again.
                 self.forget_face_failures(user);
                 Ok(value)
@@ -95,10 +85,9 @@ impl Service {
             Err(e @ (BackendError::Unavailable(_) | BackendError::BadBlob(_))) => {
                 // The key store never judged the PIN (it refused before the PIN-carrying
                 // command): give the attempt back.
-                if let Err(e) = self.store.save_attempts(user, &attempts) {
+                if let Err(e) = self.store.save_attempts_and_debt(user, &attempts, &debt) {
                     error!(user, error = %e, "cannot restore the attempt counter");
                 }
-                uncount_debt();
                 Err(backend_failure(user, e))
             }
             Err(e @ (BackendError::Indeterminate(_) | BackendError::Lockout)) => {

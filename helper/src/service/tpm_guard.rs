@@ -4,14 +4,11 @@
 //! fit below that. Each user's own TPM failures are held to their share of that budget, so no
 //! user can bring the guard down on everyone.
 
-use std::collections::BTreeMap;
-
 use aloha::lockout::{DaState, TpmDebt, tpm_guard_message, tpm_share, tpm_share_message};
 use aloha::protocol::{ErrorCode, Failure};
 use tracing::{error, warn};
 
 use super::Service;
-use super::failures::store_failure;
 use super::key_stores::backend_failure;
 use crate::backend::KeyBackend;
 
@@ -86,29 +83,26 @@ impl Service {
         Err(f)
     }
 
-    /// `user`'s debt to the TPM's failure budget at `now`, with every user's debts to write
-    /// back; refused while the debt has reached the user's share (see [`aloha::lockout::share`]).
-    /// The caller holds the TPM, so no other attempt changes the debts meanwhile.
-    pub(super) fn tpm_debt(&self, user: &str, da: &DaState, now: u64) -> Result<Debts, Failure> {
-        let all = self
-            .store
-            .load_tpm_debts()
-            .map_err(|e| store_failure(user, e))?;
-        let before = all
-            .get(user)
-            .copied()
-            .unwrap_or_default()
-            .at(now, da.recovery_seconds);
+    /// `user`'s debt to the TPM's failure budget at `now` (`recorded` brought up to date),
+    /// refused while it has reached the user's share (see [`aloha::lockout::share`]).
+    pub(super) fn tpm_debt(
+        &self,
+        user: &str,
+        recorded: TpmDebt,
+        da: &DaState,
+        now: u64,
+    ) -> Result<TpmDebt, Failure> {
+        let debt = recorded.at(now, da.recovery_seconds);
         let share = tpm_share(
             da.max_tries,
             self.config.tpm.da_headroom,
             self.store.tpm_users(),
         );
-        if before.failures >= share {
-            let next = before.next_forgotten(da.recovery_seconds);
+        if debt.failures >= share {
+            let next = debt.next_forgotten(da.recovery_seconds);
             warn!(
                 user,
-                debt = before.failures,
+                debt = debt.failures,
                 share,
                 "TPM PIN attempt refused: the user's share of the TPM's failure budget is used"
             );
@@ -116,42 +110,10 @@ impl Service {
                 retry_at: next,
                 ..Failure::new(
                     ErrorCode::Delayed,
-                    tpm_share_message(user, before.failures, share, next, now),
+                    tpm_share_message(user, debt.failures, share, next, now),
                 )
             });
         }
-        Ok(Debts {
-            user: user.to_string(),
-            all,
-            before,
-            now,
-        })
-    }
-}
-
-/// Every user's debt to the TPM's failure budget during one attempt, and `user`'s before it.
-#[derive(Debug)]
-pub(super) struct Debts {
-    user: String,
-    all: BTreeMap<String, TpmDebt>,
-    before: TpmDebt,
-    now: u64,
-}
-
-impl Debts {
-    /// Written ahead with the attempt: the TPM may count the PIN as wrong.
-    pub(super) fn counting_this_attempt(&self) -> BTreeMap<String, TpmDebt> {
-        self.with(self.before.plus_one(self.now))
-    }
-
-    /// After the TPM judged the PIN right (it counted nothing), or never judged it.
-    pub(super) fn without_this_attempt(&self) -> BTreeMap<String, TpmDebt> {
-        self.with(self.before)
-    }
-
-    fn with(&self, debt: TpmDebt) -> BTreeMap<String, TpmDebt> {
-        let mut all = self.all.clone();
-        all.insert(self.user.clone(), debt);
-        all
+        Ok(debt)
     }
 }

@@ -85,6 +85,26 @@ impl Store {
         write_json(&self.container_path(&container.user), container, 0o600)
     }
 
+    /// How many users have a key in the TPM (the share rule divides the budget among them). A
+    /// container that cannot be read counts as one: better a smaller share than an overdrawn
+    /// budget.
+    pub fn tpm_users(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.private().join("users")) else {
+            return 1;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let user = e.file_name().to_string_lossy().into_owned();
+                match self.load_container(&user) {
+                    Ok(Some(c)) => c.backend == aloha::protocol::BackendKind::Tpm,
+                    Ok(None) => false,
+                    Err(_) => true,
+                }
+            })
+            .count()
+    }
+
     /// Publish the user's public key for verifiers (pam_aloha, `aloha verify`).
     pub fn publish_key(&self, key: &RegisteredKey) -> Result<(), StoreError> {
         write_json(&registry::key_path(&self.root, &key.user), key, 0o644)

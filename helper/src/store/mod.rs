@@ -8,13 +8,13 @@
 //!     history.key            0600  HMAC key for PIN-history digests (software vault)
 //!     history-key.tpm        0600  the TPM's PIN-history HMAC key (usable only in that TPM)
 //!     face.key               0600  wraps face secrets where no TPM seals them
-//!     tpm-debts.json         0600  each user's wrong PINs the TPM still remembers (their share)
 //!     tpm-primary.json       0600  the TPM storage key's name, recorded at first use
 //!     camera/                0700
 //!       emitter.json         0600  the IR-emitter control `aloha camera --probe` found
 //!     users/<user>/          0700
 //!       container.json       0600  the key container (public key, salt, protector blobs)
 //!       attempts.json        0600  failed attempts (written and fsync'ed before each attempt)
+//!                                  and the user's TPM debt (wrong PINs the TPM remembers)
 //!       history.json         0600  salted, slow, keyed digests of previous PINs
 //!       face.json            0600  the face protector, the sealed face secret, sealed profiles
 //!       face-attempts.json   0600  failed face attempts (written ahead like attempts.json)
@@ -31,7 +31,6 @@ pub mod crash;
 mod face;
 mod files;
 mod history;
-mod tpm_debts;
 
 #[cfg(test)]
 mod tests;

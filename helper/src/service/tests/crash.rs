@@ -114,7 +114,7 @@ fn every_file_parses(f: &Fixture, when: &str) {
         .load_face_attempts("alice")
         .unwrap_or_else(|e| panic!("{when}: {e}"));
     store
-        .load_tpm_debts()
+        .load_attempts_and_debt("alice")
         .unwrap_or_else(|e| panic!("{when}: {e}"));
 }
 

@@ -225,11 +225,7 @@ fn the_tpm_debt_is_written_ahead_and_given_back_only_when_nothing_was_judged() {
     f.set(ROOT, "alice", None, PIN).unwrap();
     let debt = || {
         let store = Store::open_unlocked(f.dir()).unwrap();
-        store
-            .load_tpm_debts()
-            .unwrap()
-            .get("alice")
-            .map_or(0, |d| d.failures)
+        store.load_attempts_and_debt("alice").unwrap().1.failures
     };
     *lock(&f.fault) = Fault::Before;
     f.sign_in(ALICE, "alice", OTHER_PIN).unwrap_err();
