@@ -29,7 +29,12 @@ fn every_target_has_a_corpus_and_passes_it() {
             files.len()
         );
         for file in &files {
-            let data = std::fs::read(file).unwrap();
+            // A fuzzer running beside the suite replaces corpus entries as it minimizes them.
+            let data = match std::fs::read(file) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", file.display()),
+            };
             let run = std::panic::catch_unwind(|| body(&data));
             assert!(run.is_ok(), "{name}: {} fails", file.display());
         }
