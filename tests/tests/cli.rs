@@ -163,8 +163,10 @@ fn uid_rule(kind: Kind) {
     // A non-root user enrols itself with its account password.
     as_nobody(&["pin", "set", "--pin-stdin"], "bad\n918273\n")
         .refused("The account password is wrong.");
-    // A wrong password earns a wait before the next check, as su's pam_unix does.
-    as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918273\n").refused("try again in 2 s");
+    // A wrong password earns a wait before the next check, as su's pam_unix does (2 s in
+    // whole seconds: 1 s may be left by the time this asks; the service tests pin the values).
+    as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918273\n")
+        .refused("The last account password for nobody was wrong: try again in");
     std::thread::sleep(PASSWORD_WAIT);
     as_nobody(&["pin", "set", "--pin-stdin"], "nobody-pw\n918273\n").ok();
     as_nobody(&["verify", "--pin-stdin"], "918273\n").ok();
