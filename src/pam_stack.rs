@@ -1,23 +1,22 @@
-//! What a PAM service's auth stack runs, as far as alohad needs to know it: whether pam_aloha
-//! is in the service alohad checks account passwords with. If it were, a PIN would vouch for
-//! itself (a PIN holder could set a new PIN "with the password"), so alohad refuses password
-//! checks through such a service and says how to fix it.
+//! What a PAM service's auth stack runs, read the way libpam reads it: `DIR/SERVICE` (the
+//! system's `/etc/pam.d`, then `/usr/lib/pam.d`; `other` when the service has no file), with
+//! every `include`, `substack` and Debian `@include` followed, relative to the same directories.
 //!
-//! Follows the files libpam would read: `DIR/SERVICE` (the system's `/etc/pam.d`, then
-//! `/usr/lib/pam.d`; `other` when the service has no file), and every `include`, `substack`
-//! and Debian `@include` in them, as libpam does, relative to the same directory.
+//! Two readers: alohad refuses to check account passwords through a service that runs
+//! pam_aloha (a PIN would vouch for itself), and `aloha doctor` says where pam_aloha sits in
+//! every service and whether the password is still a fallback there.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The system's PAM configuration directories, in the order libpam reads them.
-const SYSTEM_DIRS: [&str; 2] = ["/etc/pam.d", "/usr/lib/pam.d"];
+pub const SYSTEM_DIRS: [&str; 2] = ["/etc/pam.d", "/usr/lib/pam.d"];
 /// Deeper include chains are not followed (libpam stops at a similar depth).
 const MAX_DEPTH: usize = 16;
 /// A PAM file larger than this is not read (none is anywhere near it).
 const MAX_FILE_LEN: u64 = 1024 * 1024;
 
-/// Where pam_aloha was found: the file and line, as an administrator would look for it.
+/// Where a line is: the file and line number, as an administrator would look for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub file: PathBuf,
@@ -30,43 +29,90 @@ impl std::fmt::Display for Found {
     }
 }
 
-/// The first `auth` line that loads pam_aloha in `service`'s stack (`confdir`: a private
-/// directory as with `pam_start_confdir`; `None`: the system's). Unreadable files are skipped:
-/// libpam would fail on them too, and the password check then fails by itself.
-pub fn find_pam_aloha(service: &str, confdir: Option<&Path>) -> Option<Found> {
-    let dirs: Vec<PathBuf> = match confdir {
-        Some(d) => vec![d.to_path_buf()],
-        None => SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
-    };
-    let file = [service, "other"]
-        .iter()
-        .find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))?;
-    let mut seen = Vec::new();
-    walk(&file, &dirs, 0, &mut seen)
+/// One `auth` line of a service's stack, includes expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthLine {
+    pub at: Found,
+    /// `required`, `sufficient`, `[success=done default=ignore]`...
+    pub control: String,
+    /// The module as written (a name or a path).
+    pub module: String,
+    /// Written `-auth`: libpam skips it quietly if the module is missing.
+    pub may_be_missing: bool,
 }
 
-fn walk(file: &Path, dirs: &[PathBuf], depth: usize, seen: &mut Vec<PathBuf>) -> Option<Found> {
+impl AuthLine {
+    /// The module's file name (`pam_unix.so` for `/lib/security/pam_unix.so`).
+    pub fn module_name(&self) -> &str {
+        self.module.rsplit('/').next().unwrap_or(&self.module)
+    }
+
+    pub fn is_pam_aloha(&self) -> bool {
+        self.module_name().contains("pam_aloha")
+    }
+}
+
+/// The PAM directories to read: a private one (as with `pam_start_confdir`) or the system's.
+pub fn dirs(confdir: Option<&Path>) -> Vec<PathBuf> {
+    match confdir {
+        Some(d) => vec![d.to_path_buf()],
+        None => SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
+    }
+}
+
+/// The file libpam reads for `service` (`other` when it has none).
+pub fn service_file(service: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    [service, "other"]
+        .iter()
+        .find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+/// `service`'s auth lines in the order libpam runs them. Unreadable files are skipped: libpam
+/// would fail on them too.
+pub fn auth_stack(service: &str, dirs: &[PathBuf]) -> Vec<AuthLine> {
+    let mut out = Vec::new();
+    if let Some(file) = service_file(service, dirs) {
+        walk(&file, dirs, 0, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+/// The first `auth` line that loads pam_aloha in `service`'s stack (`confdir`: a private
+/// directory as with `pam_start_confdir`; `None`: the system's).
+pub fn find_pam_aloha(service: &str, confdir: Option<&Path>) -> Option<Found> {
+    auth_stack(service, &dirs(confdir))
+        .into_iter()
+        .find(AuthLine::is_pam_aloha)
+        .map(|l| l.at)
+}
+
+fn walk(
+    file: &Path,
+    dirs: &[PathBuf],
+    depth: usize,
+    seen: &mut Vec<PathBuf>,
+    out: &mut Vec<AuthLine>,
+) {
+    // A cycle or a runaway chain adds nothing more (libpam would refuse the service).
     if depth > MAX_DEPTH || seen.iter().any(|s| s == file) {
-        return None;
+        return;
     }
     seen.push(file.to_path_buf());
-    let text = read_small(file)?;
+    let Some(text) = read_small(file) else {
+        seen.pop();
+        return;
+    };
     for (n, line) in logical_lines(&text) {
         let tokens = tokens(&line);
         let Some(first) = tokens.first() else {
             continue;
         };
         if first == "@include" {
-            if let Some(found) = tokens
-                .get(1)
-                .and_then(|name| resolve(name, dirs))
-                .and_then(|f| walk(&f, dirs, depth + 1, seen))
-            {
-                return Some(found);
+            if let Some(f) = tokens.get(1).and_then(|name| resolve(name, dirs)) {
+                walk(&f, dirs, depth + 1, seen, out);
             }
             continue;
         }
-        // `-auth` is auth whose module may be missing.
         if first.trim_start_matches('-') != "auth" {
             continue;
         }
@@ -74,21 +120,24 @@ fn walk(file: &Path, dirs: &[PathBuf], depth: usize, seen: &mut Vec<PathBuf>) ->
             continue;
         };
         if control == "include" || control == "substack" {
-            if let Some(found) = resolve(module, dirs).and_then(|f| walk(&f, dirs, depth + 1, seen))
-            {
-                return Some(found);
+            if let Some(f) = resolve(module, dirs) {
+                walk(&f, dirs, depth + 1, seen, out);
             }
             continue;
         }
-        let name = module.rsplit('/').next().unwrap_or(module);
-        if name.contains("pam_aloha") {
-            return Some(Found {
+        out.push(AuthLine {
+            at: Found {
                 file: file.to_path_buf(),
                 line: n,
-            });
-        }
+            },
+            control: control.clone(),
+            module: module.clone(),
+            may_be_missing: first.starts_with('-'),
+        });
     }
-    None
+    // The same file included twice in a row (common-auth from two places) is read twice, as
+    // libpam does; only a file including itself is a cycle.
+    seen.pop();
 }
 
 fn read_small(file: &Path) -> Option<String> {
@@ -170,7 +219,7 @@ mod tests {
             let mut b = [0u8; 6];
             getrandom::fill(&mut b).unwrap();
             let d =
-                std::env::temp_dir().join(format!("aloha-pam-stack-{}", aloha::hex::encode(&b)));
+                std::env::temp_dir().join(format!("aloha-pam-stack-{}", crate::hex::encode(&b)));
             fs::create_dir_all(&d).unwrap();
             for (name, body) in files {
                 fs::write(d.join(name), body).unwrap();
