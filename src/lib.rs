@@ -7,6 +7,8 @@
 //!   and verified against the public key alohad registered at enrolment.
 //! - [`policy`] and [`lockout`]: PIN policy and lockout arithmetic (enforced by alohad).
 //! - [`secret`]: PINs and passwords, zeroized and never printed.
+//! - [`pam_stack`]: what a PAM service's auth stack runs (alohad's password service check,
+//!   `aloha doctor`).
 //! - [`untrusted`]: outside strings made safe for a log line.
 
 pub mod challenge;
@@ -15,6 +17,7 @@ pub mod config;
 pub mod frame;
 pub mod hex;
 pub mod lockout;
+pub mod pam_stack;
 pub mod policy;
 pub mod protocol;
 pub mod registry;

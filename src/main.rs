@@ -67,6 +67,10 @@ enum Command {
     Admin(AdminCommand),
     /// The cameras face sign-in can use, the one it picks and why, and the IR emitter.
     Camera(cli::camera::CameraArgs),
+    /// Check the installation and say how to fix what is wrong: alohad, the TPM's limits, the
+    /// PAM services, the state's permissions, the camera and the models. Exit status 0: nothing
+    /// wrong, 1: a warning or a problem.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -180,6 +184,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             done(ctx.call(Request::AdminRemove { user })?)
         }
         Command::Camera(args) => cli::camera::run(&ctx, args),
+        Command::Doctor(_) => Err(Failure::Refused(anyhow!("aloha doctor runs on its own"))),
     }
 }
 
@@ -228,6 +233,16 @@ fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The doctor reports a broken configuration as one of its findings instead of stopping.
+    if let Command::Doctor(args) = cli.command {
+        return match cli::doctor::run(cli.config.as_deref(), cli.socket.as_deref(), args) {
+            Ok(status) => ExitCode::from(status),
+            Err(Failure::Refused(e) | Failure::Unreachable(e)) => {
+                eprintln!("aloha: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(e)) => {

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 pub enum FaceError {
     /// A model file is missing from the model directory.
     #[error(
-        "model file {path} is missing: run `packaging/models/fetch.sh {dir}` to fetch and convert the models",
+        "model file {path} is missing: face sign-in needs the face models — install the \
+         aloha-face-models package, or from a source checkout run `packaging/models/fetch.sh \
+         {dir}`; the PIN works without them",
         dir = .dir.display(), path = .path.display()
     )]
     ModelMissing {

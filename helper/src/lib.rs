@@ -10,7 +10,6 @@ pub mod backend;
 pub mod camera;
 pub mod history;
 pub mod pam_app;
-pub mod pam_stack;
 pub mod password;
 pub mod recognition;
 pub mod semaphore;

@@ -1,9 +1,11 @@
 //! alohad: the Aloha daemon. See `alohad --help`.
 
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use aloha::config::{BackendChoice, Config};
 use aloha_helper::backend::KeyBackend;
@@ -18,6 +20,7 @@ use aloha_helper::store::Store;
 use aloha_helper::users::SystemUsers;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::socket::{SockType, UnixAddr, getsockopt, sockopt};
 use tracing::{error, info, warn};
 
 const USAGE: &str = "\
@@ -33,9 +36,96 @@ The default configuration file is /etc/aloha/aloha.toml; every key is optional.
 ";
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// The write end of the pipe that wakes the accept loop (-1 until it exists).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(_: libc::c_int) {
     SHUTDOWN.store(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the buffer is a valid static byte. A full
+        // pipe already wakes the loop, so the result does not matter.
+        let _ = unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+    }
+}
+
+/// The listening socket systemd passed (socket activation: LISTEN_PID is this process and
+/// LISTEN_FDS is 1, the socket at fd 3), or `None` when alohad should bind its own.
+fn activated_socket() -> Result<Option<UnixListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let fds = std::env::var("LISTEN_FDS").ok();
+    if !for_us {
+        return Ok(None);
+    }
+    if fds.as_deref() != Some("1") {
+        bail!(
+            "systemd passed LISTEN_FDS={} sockets; alohad takes exactly one (alohad.socket with \
+             a single ListenStream=)",
+            fds.unwrap_or_default()
+        );
+    }
+    const FIRST: RawFd = 3;
+    // SAFETY: under socket activation fd 3 is ours (sd_listen_fds(3)): nothing else in this
+    // process opened or owns it, and it is wrapped exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(FIRST) };
+    let is_unix_stream = getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::Stream)
+        && nix::sys::socket::getsockname::<UnixAddr>(fd.as_raw_fd()).is_ok();
+    if !is_unix_stream || !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
+        bail!(
+            "the socket systemd passed is not a listening Unix stream socket; check alohad.socket"
+        );
+    }
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Ok(Some(UnixListener::from(fd)))
+}
+
+/// `alohad --check-config`: the configuration in effect, and whether the password service
+/// is safe to use.
+fn check_config(
+    path: Option<&std::path::Path>,
+    config: &Config,
+    passwords: &PamPasswordChecker,
+) -> Result<()> {
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_else(|| {
+        format!(
+            "{} (or built-in defaults where it does not exist)",
+            aloha::config::DEFAULT_CONFIG_PATH
+        )
+    });
+    println!("# configuration OK: {shown}\n# in effect:");
+    print!(
+        "{}",
+        toml::to_string(config).context("cannot print the configuration")?
+    );
+    if let Some(problem) = passwords.stack_problem() {
+        bail!("{problem}");
+    }
+    Ok(())
+}
+
+/// The listening socket: systemd's under socket activation (it stays when alohad exits, and
+/// a request arriving then starts alohad again: only then does alohad exit when idle), else
+/// one alohad binds itself. With the idle exit that applies, and whether it was systemd's.
+fn listen(
+    socket: &std::path::Path,
+    idle_exit: Option<std::time::Duration>,
+) -> Result<(UnixListener, Option<std::time::Duration>, bool)> {
+    if let Some(listener) = activated_socket()? {
+        info!(
+            idle_exit_s = idle_exit.map_or(0, |d| d.as_secs()),
+            "listening on the socket systemd passed"
+        );
+        return Ok((listener, idle_exit, true));
+    }
+    let listener = server::bind(socket)?;
+    info!(socket = %socket.display(), "listening");
+    Ok((listener, None, false))
 }
 
 struct Args {
@@ -135,24 +225,7 @@ fn run(args: Args) -> Result<()> {
         .context("the configuration is not valid")?;
     let passwords = password_checker(&config);
     if args.check {
-        let shown = args
-            .config
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| {
-                format!(
-                    "{} (or built-in defaults where it does not exist)",
-                    aloha::config::DEFAULT_CONFIG_PATH
-                )
-            });
-        println!("# configuration OK: {shown}\n# in effect:");
-        print!(
-            "{}",
-            toml::to_string(&config).context("cannot print the configuration")?
-        );
-        if let Some(problem) = passwords.stack_problem() {
-            bail!("{problem}");
-        }
-        return Ok(());
+        return check_config(args.config.as_deref(), &config, &passwords);
     }
     init_logging();
     if !nix::unistd::geteuid().is_root() {
@@ -186,6 +259,7 @@ fn run(args: Args) -> Result<()> {
         connection_lifetime: config.daemon.connection_lifetime(),
     };
     let socket = config.daemon.socket.clone();
+    let idle_exit = config.daemon.idle_exit();
     let cameras = SystemCameras {
         settings: config.face.clone(),
         state_dir: config.daemon.state_dir.clone(),
@@ -217,20 +291,32 @@ fn run(args: Args) -> Result<()> {
     }
     info!(default_backend = ?service.default_backend(), "key store ready");
 
+    let (wake_read, wake_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .context("cannot create the shutdown pipe")?;
+    WAKE_FD.store(wake_write.as_raw_fd(), Ordering::SeqCst);
     let handler = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::empty(),
         SigSet::empty(),
     );
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        // SAFETY: the handler only stores to atomics and calls write(2), all
+        // async-signal-safe.
         unsafe { sigaction(signal, &handler) }.context("cannot install signal handlers")?;
     }
-    let listener = server::bind(&socket)?;
-    info!(socket = %socket.display(), "listening");
-    let served = server::serve(listener, service, limits, &SHUTDOWN);
-    let _ = std::fs::remove_file(&socket);
-    served.context("the socket failed")
+    let (listener, idle_exit, is_activated) = listen(&socket, idle_exit)?;
+    let life = server::Lifecycle {
+        shutdown: &SHUTDOWN,
+        wake: wake_read.as_fd(),
+        idle_exit,
+    };
+    let served = server::serve(listener, service, limits, &life);
+    WAKE_FD.store(-1, Ordering::SeqCst);
+    drop(wake_write);
+    if !is_activated {
+        let _ = std::fs::remove_file(&socket);
+    }
+    served.map(|_| ()).context("the socket failed")
 }
 
 fn main() -> ExitCode {

@@ -63,7 +63,7 @@ impl PamPasswordChecker {
     /// password-only. Checked at start (logged, and by `alohad --check-config`) and before
     /// every check, since the files can change while alohad runs.
     pub fn stack_problem(&self) -> Option<String> {
-        let found = crate::pam_stack::find_pam_aloha(&self.service, self.confdir.as_deref())?;
+        let found = aloha::pam_stack::find_pam_aloha(&self.service, self.confdir.as_deref())?;
         Some(format!(
             "the PAM service {:?} that alohad checks account passwords with runs pam_aloha \
              ({found}), so a PIN could vouch for itself; alohad refuses password checks until \

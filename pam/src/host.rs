@@ -12,6 +12,9 @@ pub enum Level {
 }
 
 /// The PAM side of a sign-in: items, the conversation and syslog.
+/// The widest message pam_aloha shows (see [`Host::tell`]).
+pub const MAX_LINE: usize = 80;
+
 pub trait Host {
     /// PAM_USER (pam_get_user may ask for it).
     fn user(&mut self) -> Option<String>;
@@ -20,7 +23,9 @@ pub trait Host {
     /// Ask for a secret with echo off. `Err(())`: the conversation failed or was cancelled.
     #[allow(clippy::result_unit_err)]
     fn ask_secret(&mut self, prompt: &str) -> Result<Secret, ()>;
-    /// Show an error message (not under PAM_SILENT — the host knows).
+    /// Show an error message (not under PAM_SILENT — the host knows). Every message is one
+    /// line of at most [`MAX_LINE`] characters: a greeter shows it under the entry, a terminal
+    /// in one row; the details go to the log and `aloha status`.
     fn tell(&mut self, message: &str);
     /// Show an informational line even under PAM_SILENT: that the camera is looking for the
     /// user is something a person must always be told.

@@ -2,6 +2,7 @@
 //! statuses ([`Failure`]), and one module per group of commands.
 
 pub mod camera;
+pub mod doctor;
 pub mod face;
 pub mod prompt;
 pub mod status;
@@ -101,4 +102,39 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A user without a PIN on a machine whose TPM has failed 30 of its 32 tries: the status the
+/// renderers' tests start from.
+#[cfg(test)]
+pub fn sample_status() -> aloha::protocol::UserStatus {
+    use aloha::lockout::{DaState, Gate};
+    use aloha::protocol::{BackendKind, UserStatus};
+    UserStatus {
+        user: "alice".into(),
+        uid: 1000,
+        enrolled: false,
+        backend: None,
+        protectors: vec![],
+        pin_set_at: None,
+        pin_expires_at: None,
+        failed_attempts: 0,
+        max_attempts: 10,
+        gate: Gate::Open {
+            left_before_delay: 3,
+            left_before_lock: 10,
+        },
+        tpm: Some(DaState {
+            counter: 30,
+            max_tries: 32,
+            recovery_seconds: 7200,
+            in_lockout: false,
+        }),
+        tpm_pause: None,
+        tpm_share: None,
+        default_backend: Some(BackendKind::Tpm),
+        protection: Some(BackendKind::Tpm.protection().into()),
+        problem: None,
+        face: None,
+    }
 }

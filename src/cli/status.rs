@@ -82,6 +82,9 @@ pub fn render(s: &UserStatus, now: u64) -> String {
             ),
         );
     }
+    if let Some((key, value)) = tpm_share_line(s, now) {
+        line(key, value);
+    }
     match &s.face {
         None => line(
             "Face:",
@@ -118,39 +121,39 @@ pub fn render(s: &UserStatus, now: u64) -> String {
     out
 }
 
+/// The user's standing against their share of the TPM's failure budget, where alohad sent it.
+fn tpm_share_line(s: &UserStatus, now: u64) -> Option<(&'static str, String)> {
+    let share = s.tpm_share?;
+    let remembered = format!(
+        "{} of your {} remembered by the TPM (a correct PIN does not clear them)",
+        share.debt, share.share
+    );
+    let state = match (share.used(), share.next_forgotten) {
+        (false, Some(t)) => format!(
+            "{remembered}; the next is forgotten in about {}",
+            wait(t.saturating_sub(now))
+        ),
+        (false, None) => remembered,
+        (true, Some(t)) => format!(
+            "USED — {remembered}; PIN sign-in resumes in about {} (at {})",
+            wait(t.saturating_sub(now)),
+            utc(t)
+        ),
+        (true, None) => format!(
+            "USED — {remembered}; PIN sign-in resumes when an administrator resets the \
+             TPM's dictionary-attack counter"
+        ),
+    };
+    Some(("TPM wrong PINs:", state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aloha::lockout::{DaState, TpmPause};
-    use aloha::protocol::BackendKind;
+    use aloha::lockout::{TpmPause, TpmShare};
 
     fn status() -> UserStatus {
-        UserStatus {
-            user: "alice".into(),
-            uid: 1000,
-            enrolled: false,
-            backend: None,
-            protectors: vec![],
-            pin_set_at: None,
-            pin_expires_at: None,
-            failed_attempts: 0,
-            max_attempts: 10,
-            gate: Gate::Open {
-                left_before_delay: 3,
-                left_before_lock: 10,
-            },
-            tpm: Some(DaState {
-                counter: 30,
-                max_tries: 32,
-                recovery_seconds: 7200,
-                in_lockout: false,
-            }),
-            tpm_pause: None,
-            default_backend: Some(BackendKind::Tpm),
-            protection: Some(BackendKind::Tpm.protection().into()),
-            problem: None,
-            face: None,
-        }
+        crate::cli::sample_status()
     }
 
     #[test]
@@ -193,5 +196,33 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("until an administrator"), "{shown}");
+    }
+
+    #[test]
+    fn the_users_share_of_the_tpm_budget_is_shown() {
+        let mut s = status();
+        s.tpm_share = Some(TpmShare {
+            debt: 3,
+            share: 14,
+            next_forgotten: Some(1_000 + 3600),
+        });
+        let shown = render(&s, 1_000);
+        assert!(
+            shown.contains("3 of your 14 remembered by the TPM"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("next is forgotten in about 1 hour"),
+            "{shown}"
+        );
+        assert!(!shown.contains("USED"), "{shown}");
+        s.tpm_share = Some(TpmShare {
+            debt: 14,
+            share: 14,
+            next_forgotten: Some(1_000 + 7200),
+        });
+        let shown = render(&s, 1_000);
+        assert!(shown.contains("USED — 14 of your 14"), "{shown}");
+        assert!(shown.contains("resumes in about 2 hours"), "{shown}");
     }
 }

@@ -46,6 +46,11 @@ impl Default for Config {
     }
 }
 
+/// The shortest idle exit: the doubling waits after wrong account passwords live in alohad's
+/// memory (2 s … 60 s). Waiting this long idle to start them over costs a guesser more than
+/// the waits themselves (at 60 s per guess, 5 guesses take 300 s).
+pub const MIN_IDLE_EXIT_S: u64 = 300;
+
 /// `[daemon]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +77,10 @@ pub struct DaemonConfig {
     /// Directory holding `password_service`'s file; empty means the system's /etc/pam.d.
     /// Default "" (system).
     pub password_service_dir: PathBuf,
+    /// When started by socket activation (alohad.socket), exit after this many seconds
+    /// without a client; systemd starts alohad again on the next request. 0: never; else at
+    /// least [`MIN_IDLE_EXIT_S`]. Default 600.
+    pub idle_exit_s: u64,
 }
 
 impl Default for DaemonConfig {
@@ -85,6 +94,7 @@ impl Default for DaemonConfig {
             connection_lifetime_ms: 60_000,
             password_service: "aloha".into(),
             password_service_dir: PathBuf::new(),
+            idle_exit_s: 600,
         }
     }
 }
@@ -96,6 +106,11 @@ impl DaemonConfig {
 
     pub fn connection_lifetime(&self) -> Duration {
         Duration::from_millis(self.connection_lifetime_ms)
+    }
+
+    /// `idle_exit_s` as a duration; `None` for 0 (never exit).
+    pub fn idle_exit(&self) -> Option<Duration> {
+        (self.idle_exit_s > 0).then(|| Duration::from_secs(self.idle_exit_s))
     }
 }
 
@@ -216,6 +231,14 @@ impl Config {
                 self.daemon.connection_lifetime_ms, self.daemon.io_timeout_ms
             ));
         }
+        if self.daemon.idle_exit_s > 0 && self.daemon.idle_exit_s < MIN_IDLE_EXIT_S {
+            return Err(format!(
+                "daemon.idle_exit_s = {} is too short: use 0 (never exit) or at least \
+                 {MIN_IDLE_EXIT_S}. alohad keeps the waits after wrong account passwords in \
+                 memory, and an exit sooner would let a guesser start them over",
+                self.daemon.idle_exit_s
+            ));
+        }
         if self.daemon.password_service.is_empty() || self.daemon.password_service.contains('/') {
             return Err(
                 "daemon.password_service must be a PAM service name such as \"aloha\"".into(),
@@ -272,6 +295,24 @@ mod tests {
     fn bad_values_are_explained() {
         let err = parse("version = 2\n").unwrap_err().to_string();
         assert!(err.contains("version = 2"), "{err}");
+        let err = parse("[daemon]\nidle_exit_s = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idle_exit_s = 30 is too short"), "{err}");
+        assert_eq!(
+            parse("[daemon]\nidle_exit_s = 0\n")
+                .unwrap()
+                .daemon
+                .idle_exit(),
+            None
+        );
+        assert_eq!(
+            parse("[daemon]\nidle_exit_s = 300\n")
+                .unwrap()
+                .daemon
+                .idle_exit(),
+            Some(Duration::from_secs(300))
+        );
         let err = parse("[pin]\nmin_length = 2\n").unwrap_err().to_string();
         assert!(err.contains("pin.min_length"), "{err}");
         let err = parse("[tpm]\nbackend = \"hsm\"\n").unwrap_err().to_string();

@@ -12,7 +12,7 @@ pub use messages::{
     CountedReply, counted_failure_message, refusal_message, tpm_guard_message, tpm_pause_reason,
     tpm_share_message, wrong_pin_message,
 };
-pub use share::{TpmDebt, tpm_share};
+pub use share::{TpmDebt, TpmShare, tpm_share};
 
 use serde::{Deserialize, Serialize};
 

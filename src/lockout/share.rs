@@ -68,6 +68,26 @@ impl TpmDebt {
     }
 }
 
+/// Where a user stands against their share, as `aloha status` shows it and pam_aloha checks it
+/// before asking for a PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmShare {
+    /// Wrong PINs of the user's the TPM still remembers.
+    pub debt: u32,
+    /// The user's share of the TPM's failure budget.
+    pub share: u32,
+    /// When the debt next drops by one (`None`: never, or no debt).
+    pub next_forgotten: Option<u64>,
+}
+
+impl TpmShare {
+    /// The share is used: TPM PIN attempts wait for the debt to decay.
+    pub fn used(&self) -> bool {
+        self.debt >= self.share
+    }
+}
+
 /// Each TPM-enrolled user's share of the failure budget: `(maxTries − da_headroom − 1) / users`,
 /// at least 1.
 pub fn tpm_share(max_tries: u32, da_headroom: u32, users: usize) -> u32 {

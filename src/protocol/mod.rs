@@ -1,11 +1,12 @@
-//! alohad's socket protocol, version 2: JSON messages in length-prefixed frames ([`crate::frame`]).
+//! alohad's socket protocol, version 3: JSON messages in length-prefixed frames ([`crate::frame`]).
 //!
 //! Every connection starts with [`Request::Hello`] carrying the client's protocol version; the
 //! daemon answers [`Response::Hello`] with its own, or a `version_mismatch` error and closes.
 //! Then any number of requests follow, each answered by exactly one final response; long face
 //! operations (enrolment, `aloha face test`, a camera probe) send [`Response::FaceProgress`]
 //! reports before it. Who may ask what is decided by the daemon from the peer's SO_PEERCRED,
-//! never from anything in a message. Version 2 added face sign-in.
+//! never from anything in a message. Version 2 added face sign-in; version 3 the user's
+//! standing against their share of the TPM's failure budget in the status.
 
 mod face;
 
@@ -17,10 +18,10 @@ pub use face::{
 use serde::{Deserialize, Serialize};
 
 use crate::challenge::Nonce;
-use crate::lockout::{DaState, Gate, TpmPause};
+use crate::lockout::{DaState, Gate, TpmPause, TpmShare};
 use crate::secret::Secret;
 
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Which key store protects a user's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +274,10 @@ pub struct UserStatus {
     /// is within `da_headroom` of maxTries, or it is in lockout).
     #[serde(default)]
     pub tpm_pause: Option<TpmPause>,
+    /// The user's standing against their share of the TPM's failure budget, where their key
+    /// (or, without a PIN, the default key store) is in a TPM whose state could be read.
+    #[serde(default)]
+    pub tpm_share: Option<TpmShare>,
     /// Where new PINs go (`aloha pin set` / `pin reset`).
     #[serde(default)]
     pub default_backend: Option<BackendKind>,

@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod fuzz;
 pub mod guest;
 pub mod namespace;
+pub mod packages;
 pub mod pam;
 pub mod pty;
 pub mod swtpm;

@@ -608,6 +608,38 @@ fn tpm_reconnects_after_a_tpm_restart_without_reopening() {
     );
 }
 
+/// The backend keeps its salted session between operations. A session the TPM no longer has
+/// (here flushed by a second backend opening the same TPM, as a hibernation or a resource
+/// manager's context gap would lose it) fails at the key's load, before the PIN is sent: the
+/// operation runs again in a fresh session, and the TPM counts no failure.
+#[test]
+fn tpm_a_kept_session_the_tpm_lost_is_replaced_without_a_counted_failure() {
+    let tpm = Swtpm::start();
+    let mut backend = open_tpm(&tpm);
+    let auth = pin("123456");
+    let key = backend.create(&auth).expect("create");
+    sign_and_verify(&mut backend, &key, &key.blob, &auth);
+    for _ in 0..2 {
+        // Flushes every loaded session and object, ours included.
+        drop(open_tpm(&tpm));
+        sign_and_verify(&mut backend, &key, &key.blob, &auth);
+        let changed = backend
+            .change_auth(&key.blob, &auth, &pin("654321"))
+            .expect("change_auth in a fresh session");
+        drop(open_tpm(&tpm));
+        sign_and_verify(&mut backend, &key, &changed, &pin("654321"));
+    }
+    // A wrong PIN still fails as one, and the session after it is a new one that works.
+    let e = expect_err(
+        backend.sign(&key.blob, &pin("000000"), &[1u8; 32]),
+        "wrong PIN",
+    );
+    assert!(matches!(e, BackendError::AuthFailed), "{e:?}");
+    sign_and_verify(&mut backend, &key, &key.blob, &auth);
+    let da = backend.dictionary_attack_state().expect("DA").expect("DA");
+    assert_eq!(da.counter, 1, "only the wrong PIN counted: {da:?}");
+}
+
 /// An alohad killed with SIGKILL never flushes its primary; without a resource manager the
 /// handle stays loaded in the TPM. Three such crashes would fill swtpm's 3 object slots (0x902
 /// for every later start) unless a new backend clears what is left.

@@ -580,6 +580,16 @@ fn one_user_cannot_pause_tpm_sign_in_for_everyone() {
     let s = status(&f, "nobody");
     assert_eq!(s["tpm"]["counter"], 14, "the TPM's own counter: {s}");
     assert_eq!(s["tpm_pause"], Value::Null, "{s}");
+    assert_eq!(s["tpm_share"]["debt"], 14, "{s}");
+    assert_eq!(s["tpm_share"]["share"], 14, "{s}");
+    let shown = f.daemon.aloha(&["status", "--user", "nobody"], "");
+    shown.ok();
+    assert!(
+        shown
+            .stdout
+            .contains("TPM wrong PINs:   USED — 14 of your 14"),
+        "{shown:?}"
+    );
     // Everyone else signs in.
     f.daemon
         .aloha(&["verify", "--pin-stdin"], &format!("{PIN}\n"))

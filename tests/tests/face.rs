@@ -286,6 +286,42 @@ fn a_password_sign_in_turns_a_paused_face_back_on(kind: Kind) {
     );
 }
 
+/// The models gone after enrolment (aloha-face-models removed): the status says face needs
+/// them and how to get them, and PAM goes straight to the PIN without looking for a face.
+#[test]
+fn without_the_models_status_says_so_and_pam_asks_the_pin() {
+    let mut s = setup(Kind::Software, 30.0, "");
+    s.enrol(&still_and_mirror("obama"));
+    let empty = s.f.daemon.dir().join("no-models");
+    std::fs::create_dir_all(&empty).unwrap();
+    let config = std::fs::read_to_string(s.f.daemon.config_path()).unwrap();
+    let moved = config.replace(
+        &format!(
+            "model_dir = \"{}\"",
+            aloha_tests::face::models_dir().display()
+        ),
+        &format!("model_dir = \"{}\"", empty.display()),
+    );
+    assert_ne!(moved, config, "the fixture names its model_dir");
+    std::fs::write(s.f.daemon.config_path(), moved).unwrap();
+    s.f.daemon.restart();
+    let face = &s.status()["face"];
+    assert_eq!(face["usable"], false, "{face}");
+    assert!(
+        face["camera"]
+            .as_str()
+            .unwrap()
+            .contains("aloha-face-models"),
+        "{face}"
+    );
+    let text = s.f.daemon.aloha(&["status", "--user", "nobody"], "");
+    assert!(text.stdout.contains("aloha-face-models"), "{text:?}");
+    let r = s.sign_in();
+    assert_eq!(r.rc, PAM_SUCCESS, "{r:?}");
+    assert!(r.transcript.infos().is_empty(), "no face attempt: {r:?}");
+    assert_eq!(r.transcript.prompts(), ["PIN: "], "{r:?}");
+}
+
 both!(
     a_password_sign_in_turns_a_paused_face_back_on,
     a_replayed_photo_falls_through_to_the_pin,

@@ -163,7 +163,7 @@ fn lockout_is_refused_without_a_prompt_even_with_the_right_pin() {
     let last = s.probe("nobody", &pin(WRONG));
     assert_eq!(last.rc, PAM_MAXTRIES, "{last:?}");
     assert!(
-        last.transcript.errors()[0].contains("now locked after 2 wrong tries — use your password"),
+        last.transcript.errors()[0] == "Wrong PIN. Your PIN is now locked: use your password.",
         "{last:?}"
     );
     let locked = s.probe("nobody", &pin(PIN));
@@ -202,7 +202,8 @@ fn a_waiting_time_is_announced_without_a_prompt() {
     assert_eq!(waiting.rc, PAM_AUTH_ERR);
     assert!(waiting.transcript.prompts().is_empty(), "{waiting:?}");
     assert!(
-        waiting.transcript.errors()[0].contains("try again in 10 minutes"),
+        waiting.transcript.errors()[0]
+            == "Too many wrong PINs: next try in 10 minutes. Use your password.",
         "{waiting:?}"
     );
     assert_eq!(s.failures(), 2);

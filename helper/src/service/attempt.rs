@@ -30,6 +30,21 @@ impl Service {
         container: &Container,
         op: impl FnOnce(&mut dyn KeyBackend) -> Result<T, BackendError>,
     ) -> Result<T, Failure> {
+        self.attempt_replying(user, container, op, |_| {})
+    }
+
+    /// [`Service::attempt`] that hands a success to `succeeded` before the counter reset, so
+    /// a sign-in's reply does not wait for that durable write. The reset needs no durability
+    /// of its own on the reply's path: a crash before it leaves the attempt counted, one
+    /// failure too many, never a free guess; and the caller still holds the user's lock, so
+    /// no other attempt for the user sees the counted state in between.
+    pub(super) fn attempt_replying<T>(
+        &self,
+        user: &str,
+        container: &Container,
+        op: impl FnOnce(&mut dyn KeyBackend) -> Result<T, BackendError>,
+        succeeded: impl FnOnce(&T),
+    ) -> Result<T, Failure> {
         let now = self.clock.now();
         let (attempts, recorded_debt) = self
             .store
@@ -60,8 +75,12 @@ impl Service {
                     format!("alohad cannot record the attempt, so it refuses it: {e}"),
                 )
             })?;
-        match op(backend) {
+        let outcome = op(backend);
+        // The key store is free for other users before the bookkeeping below.
+        drop(guard);
+        match outcome {
             Ok(value) => {
+                succeeded(&value);
                 // The TPM counted nothing for a right PIN: the debt goes back to what it was
                 // (earlier failures stay).
                 if let Err(e) = self

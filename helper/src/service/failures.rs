@@ -15,6 +15,10 @@ pub(super) fn store_failure(user: &str, e: StoreError) -> Failure {
                  `aloha admin unlock --user {user}` (attempt counter) or `aloha pin reset` (container)."
             ),
         ),
+        StoreError::Newer { .. } => Failure::new(
+            ErrorCode::StateCorrupt,
+            format!("{e}; until then {user} signs in with the password."),
+        ),
         other => Failure::new(
             ErrorCode::Internal,
             format!("alohad could not use its state: {other}"),

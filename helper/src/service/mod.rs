@@ -57,6 +57,17 @@ use pin::NewPin;
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
 
+/// The connection a request came on. Each request gets exactly one reply; long face
+/// operations send progress reports before it.
+pub trait Client {
+    /// Send a progress report; false once the client has gone (which ends the operation).
+    fn progress(&mut self, report: FaceProgress) -> bool;
+    /// Send the reply. A sign-in sends it as soon as the signature exists, before the
+    /// bookkeeping that follows a success (the counter reset), so the person waits for the
+    /// key store and the write-ahead count only.
+    fn reply(&mut self, response: Response);
+}
+
 /// Unix seconds, injected so lockout windows are tested without sleeping.
 pub trait Clock: Send + Sync {
     fn now(&self) -> u64;
@@ -184,14 +195,8 @@ impl Service {
         }
     }
 
-    /// Carry out one request. Long face operations send progress reports through `progress`
-    /// while they run; it answers false when the client has gone, which ends the operation.
-    pub fn handle(
-        &self,
-        caller: &Caller,
-        request: Request,
-        progress: &mut dyn FnMut(FaceProgress) -> bool,
-    ) -> Response {
+    /// Carry out one request and send its reply (and any progress reports) to `client`.
+    pub fn handle(&self, caller: &Caller, request: Request, client: &mut dyn Client) {
         let op = request.op();
         let result = match request {
             Request::Hello { .. } => Err(Failure::new(
@@ -219,12 +224,16 @@ impl Service {
                 service,
                 nonce,
                 pin,
-            } => self.sign_in(caller, &user, &service, &nonce, &pin),
+            } => {
+                // Replies by itself, before its bookkeeping.
+                self.sign_in(caller, &user, &service, &nonce, &pin, client);
+                return;
+            }
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
             Request::AdminRemove { user } => self.admin_remove(caller, &user),
             Request::Camera => Ok(Response::Camera(self.camera_survey(caller))),
             Request::FaceEnrol { user, label, pin } => {
-                self.face_enrol(caller, &user, &label, &pin, progress)
+                self.face_enrol(caller, &user, &label, &pin, &mut |p| client.progress(p))
             }
             Request::FaceSignIn {
                 user,
@@ -233,21 +242,21 @@ impl Service {
                 timeout_ms,
             } => self.face_sign_in(caller, &user, &service, &nonce, timeout_ms),
             Request::FaceTest { user, timeout_ms } => {
-                self.face_test(caller, &user, timeout_ms, progress)
+                self.face_test(caller, &user, timeout_ms, &mut |p| client.progress(p))
             }
             Request::FaceList { user } => self.face_list(caller, &user),
             Request::FaceRemove { user, label } => {
                 self.face_remove(caller, &user, label.as_deref())
             }
             Request::FaceResume { user } => self.face_resume(caller, &user),
-            Request::CameraProbe => self.camera_probe(caller, progress),
+            Request::CameraProbe => self.camera_probe(caller, &mut |p| client.progress(p)),
         };
-        result.unwrap_or_else(|failure| {
-            if !matches!(op, "sign_in" | "face_sign_in") {
+        client.reply(result.unwrap_or_else(|failure| {
+            if op != "face_sign_in" {
                 info!(op, caller_uid = caller.uid, code = ?failure.code, "refused");
             }
             Response::Error(failure)
-        })
+        }));
     }
 
     /// The lock that serializes everything done for `user`.

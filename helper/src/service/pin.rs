@@ -12,7 +12,7 @@ use super::key_stores::backend_failure;
 use super::pin_history::HistoryUpdate;
 use super::{Caller, Service, lock};
 use crate::backend::AuthValue;
-use crate::store::{CONTAINER_VERSION, Container, Protectors};
+use crate::store::{CONTAINER_VERSION, Container, Protectors, StoreError};
 use crate::users::UserInfo;
 
 /// Which request makes a new key: `pin set` (refused where a container exists) or `pin reset`.
@@ -95,14 +95,13 @@ impl Service {
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         // A set never replaces a container that exists (even a corrupt one); a reset replaces
-        // it whatever its state (it may be corrupt or locked).
-        if kind == NewPin::Set
-            && self
-                .store
-                .load_container(user)
-                .map_err(|e| store_failure(user, e))?
-                .is_some()
-        {
+        // it whatever its state (it may be corrupt or locked) — except one a newer Aloha
+        // wrote, which nothing here replaces.
+        let existing = self.store.load_container(user);
+        if let Err(e @ StoreError::Newer { .. }) = existing {
+            return Err(store_failure(user, e));
+        }
+        if kind == NewPin::Set && existing.map_err(|e| store_failure(user, e))?.is_some() {
             return Err(Failure::new(
                 ErrorCode::AlreadyEnrolled,
                 format!(

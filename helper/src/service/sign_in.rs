@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Caller, Service, lock};
+use super::{Caller, Client, Service, lock};
 use crate::backend::AuthValue;
 
 /// What proved the user.
@@ -60,19 +60,29 @@ impl Service {
         service: &str,
         nonce: &Nonce,
         pin: &Secret,
-    ) -> Result<Response, Failure> {
+        client: &mut dyn Client,
+    ) {
         let started = Instant::now();
-        let result = self.sign_in_inner(caller, user, nonce, pin);
+        let mut replied = false;
+        let result = self.sign_in_inner(caller, user, nonce, pin, &mut |response| {
+            client.reply(response);
+            replied = true;
+        });
         log_attempt(Factor::Pin, caller, user, service, &result, started);
-        result
+        if !replied {
+            client.reply(result.unwrap_or_else(Response::Error));
+        }
     }
 
+    /// The sign-in; a success is sent through `reply` before the bookkeeping that follows it
+    /// (and also returned, for the log line).
     fn sign_in_inner(
         &self,
         caller: &Caller,
         user: &str,
         nonce: &Nonce,
         pin: &Secret,
+        reply: &mut dyn FnMut(Response),
     ) -> Result<Response, Failure> {
         let info = self.authorize(caller, user)?;
         if pin.is_empty() {
@@ -102,11 +112,18 @@ impl Service {
         let digest = signin_digest(user, nonce);
         let auth = AuthValue::from_pin(pin, &container.pin_salt);
         let blob = &container.protectors.pin;
-        let signature = self.attempt(user, &container, |b| b.sign(blob, &auth, &digest))?;
-        self.adapt_after_pin(user, &container);
-        Ok(Response::Signed {
+        let signed = |signature: &[u8]| Response::Signed {
             signature: signature.to_vec(),
             backend: container.backend,
-        })
+        };
+        let signature = self.attempt_replying(
+            user,
+            &container,
+            |b| b.sign(blob, &auth, &digest),
+            |signature| reply(signed(signature)),
+        )?;
+        // After the reply: a face adaptation the PIN confirmed costs the person nothing.
+        self.adapt_after_pin(user, &container);
+        Ok(signed(&signature))
     }
 }

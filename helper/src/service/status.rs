@@ -2,7 +2,7 @@
 //! the TPM's dictionary-attack state and the guard's pause, and what protects the key. A state
 //! file that cannot be read is reported, not an error.
 
-use aloha::lockout::Attempts;
+use aloha::lockout::{Attempts, TpmDebt};
 use aloha::protocol::{BackendKind, Failure, UserStatus};
 
 use super::{Caller, Service, lock};
@@ -19,12 +19,13 @@ impl Service {
             problems.push(e.to_string());
             None
         });
-        let attempts = self.store.load_attempts(user).unwrap_or_else(|e| {
+        let (attempts, debt) = self.store.load_attempts_and_debt(user).unwrap_or_else(|e| {
             problems.push(e.to_string());
-            Attempts {
+            let locked = Attempts {
                 failures: self.config.lockout.max_attempts,
                 last_failure: now,
-            }
+            };
+            (locked, TpmDebt::default())
         });
         let da = match &self.tpm {
             Some(m) => lock(m).dictionary_attack_state().unwrap_or_else(|e| {
@@ -36,9 +37,12 @@ impl Service {
         let default_backend = self.default_backend();
         // The backend a sign-in (or, without a PIN, the next enrolment) would use.
         let backend = container.as_ref().map_or(default_backend, |c| c.backend);
-        let tpm_pause = match (backend, da) {
-            (BackendKind::Tpm, Some(d)) => d.pause(self.config.tpm.da_headroom, now),
-            _ => None,
+        let (tpm_pause, tpm_share) = match (backend, da) {
+            (BackendKind::Tpm, Some(d)) => (
+                d.pause(self.config.tpm.da_headroom, now),
+                Some(self.tpm_standing(debt, &d, now).1),
+            ),
+            _ => (None, None),
         };
         let face = self.face_status(user, &mut problems);
         Ok(UserStatus {
@@ -59,6 +63,7 @@ impl Service {
             gate: self.config.lockout.gate(&attempts, now),
             tpm: da,
             tpm_pause,
+            tpm_share,
             default_backend: Some(default_backend),
             protection: Some(backend.protection().to_string()),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),

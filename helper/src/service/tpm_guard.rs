@@ -4,7 +4,7 @@
 //! fit below that. Each user's own TPM failures are held to their share of that budget, so no
 //! user can bring the guard down on everyone.
 
-use aloha::lockout::{DaState, TpmDebt, tpm_guard_message, tpm_share, tpm_share_message};
+use aloha::lockout::{DaState, TpmDebt, TpmShare, tpm_guard_message, tpm_share, tpm_share_message};
 use aloha::protocol::{ErrorCode, Failure};
 use tracing::{error, warn};
 
@@ -83,8 +83,29 @@ impl Service {
         Err(f)
     }
 
-    /// `user`'s debt to the TPM's failure budget at `now` (`recorded` brought up to date),
-    /// refused while it has reached the user's share (see [`aloha::lockout::share`]).
+    /// `user`'s debt to the TPM's failure budget at `now` (`recorded` brought up to date) and
+    /// where it stands against the user's share (see [`aloha::lockout::share`]).
+    pub(super) fn tpm_standing(
+        &self,
+        recorded: TpmDebt,
+        da: &DaState,
+        now: u64,
+    ) -> (TpmDebt, TpmShare) {
+        let debt = recorded.at(now, da.recovery_seconds);
+        let share = tpm_share(
+            da.max_tries,
+            self.config.tpm.da_headroom,
+            self.store.tpm_users(),
+        );
+        let standing = TpmShare {
+            debt: debt.failures,
+            share,
+            next_forgotten: debt.next_forgotten(da.recovery_seconds),
+        };
+        (debt, standing)
+    }
+
+    /// `user`'s debt at `now`, refused while it has reached the user's share.
     pub(super) fn tpm_debt(
         &self,
         user: &str,
@@ -92,25 +113,25 @@ impl Service {
         da: &DaState,
         now: u64,
     ) -> Result<TpmDebt, Failure> {
-        let debt = recorded.at(now, da.recovery_seconds);
-        let share = tpm_share(
-            da.max_tries,
-            self.config.tpm.da_headroom,
-            self.store.tpm_users(),
-        );
-        if debt.failures >= share {
-            let next = debt.next_forgotten(da.recovery_seconds);
+        let (debt, standing) = self.tpm_standing(recorded, da, now);
+        if standing.used() {
             warn!(
                 user,
-                debt = debt.failures,
-                share,
+                debt = standing.debt,
+                share = standing.share,
                 "TPM PIN attempt refused: the user's share of the TPM's failure budget is used"
             );
             return Err(Failure {
-                retry_at: next,
+                retry_at: standing.next_forgotten,
                 ..Failure::new(
                     ErrorCode::Delayed,
-                    tpm_share_message(user, debt.failures, share, next, now),
+                    tpm_share_message(
+                        user,
+                        standing.debt,
+                        standing.share,
+                        standing.next_forgotten,
+                        now,
+                    ),
                 )
             });
         }

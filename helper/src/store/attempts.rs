@@ -8,7 +8,7 @@ use std::path::Path;
 use aloha::lockout::{Attempts, TpmDebt};
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_json, write_json};
+use super::files::{read_versioned, write_json};
 use super::{Store, StoreError};
 
 const STATE_VERSION: u32 = 1;
@@ -27,7 +27,7 @@ pub(super) struct AttemptsFile {
 /// A counter file (the PIN's or the face's) and the TPM debt it holds: a missing file means
 /// no failures and no debt.
 fn load_file(path: &Path) -> Result<(Attempts, TpmDebt), StoreError> {
-    match read_json::<AttemptsFile>(path)? {
+    match read_versioned::<AttemptsFile>(path, STATE_VERSION)? {
         None => Ok((Attempts::default(), TpmDebt::default())),
         Some(f) if f.version == STATE_VERSION => Ok((
             Attempts {
@@ -80,8 +80,13 @@ impl Store {
     pub fn save_attempts(&self, user: &str, attempts: &Attempts) -> Result<(), StoreError> {
         self.ensure_user_dir(user)?;
         let path = self.attempts_path(user);
-        // A file that does not parse is being replaced anyway; its debt is unknowable.
-        let debt = load_file(&path).map(|(_, d)| d).unwrap_or_default();
+        // A corrupt file is being replaced (an unlock is how an administrator recovers from
+        // one); its debt is unknowable. A newer Aloha's file is never replaced.
+        let debt = match load_file(&path) {
+            Ok((_, debt)) => debt,
+            Err(e @ StoreError::Newer { .. }) => return Err(e),
+            Err(_) => TpmDebt::default(),
+        };
         save_file(&path, attempts, &debt)
     }
 

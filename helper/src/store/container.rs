@@ -1,10 +1,12 @@
 //! The key container: one public key, the PIN's salt, one blob per protector.
 
+use std::sync::PoisonError;
+
 use aloha::protocol::BackendKind;
 use aloha::registry::{self, REGISTRY_VERSION, RegisteredKey};
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_json, write_json};
+use super::files::{read_versioned, write_json};
 use super::{Store, StoreError};
 use crate::backend::{KeyBlob, SALT_LEN};
 
@@ -56,7 +58,7 @@ impl Container {
 impl Store {
     pub fn load_container(&self, user: &str) -> Result<Option<Container>, StoreError> {
         let path = self.container_path(user);
-        let Some(container) = read_json::<Container>(&path)? else {
+        let Some(container) = read_versioned::<Container>(&path, CONTAINER_VERSION)? else {
             return Ok(None);
         };
         if container.version != CONTAINER_VERSION {
@@ -82,13 +84,49 @@ impl Store {
 
     pub fn save_container(&self, container: &Container) -> Result<(), StoreError> {
         self.ensure_user_dir(&container.user)?;
-        write_json(&self.container_path(&container.user), container, 0o600)
+        let written = write_json(&self.container_path(&container.user), container, 0o600);
+        // Also after a failed write: it may have got as far as the rename.
+        self.containers_changed();
+        written
     }
 
     /// How many users have a key in the TPM (the share rule divides the budget among them). A
     /// container that cannot be read counts as one: better a smaller share than an overdrawn
-    /// budget.
+    /// budget. Counted from disk once, then again only after alohad wrote or removed a
+    /// container (it is the only writer of the state directory).
     pub fn tpm_users(&self) -> usize {
+        let changes = {
+            let cache = self
+                .tpm_users
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match cache.counted {
+                Some((at, n)) if at == cache.changes => return n,
+                _ => cache.changes,
+            }
+        };
+        let n = self.count_tpm_users();
+        let mut cache = self
+            .tpm_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A container written while counting makes the count stale: not kept.
+        if cache.changes == changes {
+            cache.counted = Some((changes, n));
+        }
+        n
+    }
+
+    /// A container was written or removed: [`Store::tpm_users`] counts again.
+    pub(super) fn containers_changed(&self) {
+        let mut cache = self
+            .tpm_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.changes = cache.changes.wrapping_add(1);
+    }
+
+    fn count_tpm_users(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(self.private().join("users")) else {
             return 1;
         };

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::attempts::{load_counter, save_counter};
-use super::files::{key_file, read_json, write_json};
+use super::files::{key_file, read_versioned, write_json};
 use super::{Store, StoreError};
 use crate::backend::KeyBlob;
 
@@ -76,7 +76,7 @@ impl Store {
 
     pub fn load_face(&self, user: &str) -> Result<Option<FaceRecord>, StoreError> {
         let path = self.face_path(user);
-        let Some(record) = read_json::<FaceRecord>(&path)? else {
+        let Some(record) = read_versioned::<FaceRecord>(&path, FACE_VERSION)? else {
             return Ok(None);
         };
         if record.version != FACE_VERSION {

@@ -41,6 +41,9 @@ fn via_temp(
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        // Exactly `mode`, whatever the umask (alohad.service runs with UMask=0077; public
+        // keys must still be 0644).
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         crash::point("write the temp file")?;
         f.write_all(bytes)?;
         crash::point("fsync the temp file")?;
@@ -94,18 +97,46 @@ pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, S
     let Some(bytes) = read_optional(path)? else {
         return Ok(None);
     };
+    parse_json(path, &bytes).map(Some)
+}
+
+/// [`read_json`] for a state file with a `version`: one from a newer Aloha (above `latest`)
+/// is refused as such before anything else in it is read (its fields may be ones this alohad
+/// does not know, which would otherwise read as corruption).
+pub(super) fn read_versioned<T: DeserializeOwned>(
+    path: &Path,
+    latest: u32,
+) -> Result<Option<T>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    if let Ok(Version { version }) = serde_json::from_slice::<Version>(&bytes)
+        && version > latest
+    {
+        return Err(StoreError::Newer {
+            path: path.into(),
+            version,
+            latest,
+        });
+    }
+    parse_json(path, &bytes).map(Some)
+}
+
+fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
     if bytes.is_empty() {
         return Err(StoreError::Corrupt {
             path: path.into(),
             reason: "the file is empty".into(),
         });
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt {
-            path: path.into(),
-            reason: e.to_string(),
-        })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 pub(super) fn write_json<T: Serialize>(

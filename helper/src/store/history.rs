@@ -8,7 +8,7 @@ use aloha::protocol::BackendKind;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::files::{create_exclusive, key_file, read_json, write_json};
+use super::files::{create_exclusive, key_file, read_json, read_versioned, write_json};
 use super::{Store, StoreError};
 use crate::backend::KeyBlob;
 
@@ -92,7 +92,7 @@ impl Store {
             path: path.clone(),
             reason,
         };
-        match read_json::<HistoryFile>(&path)? {
+        match read_versioned::<HistoryFile>(&path, HISTORY_VERSION)? {
             None => Ok(StoredHistory::None),
             Some(f) if f.version == LEGACY_HISTORY_VERSION => Ok(StoredHistory::Legacy(f.digests)),
             Some(f) if f.version == HISTORY_VERSION => {

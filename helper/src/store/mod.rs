@@ -39,6 +39,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use aloha::registry;
 use nix::fcntl::{Flock, FlockArg};
@@ -55,6 +56,16 @@ pub(crate) use files::ensure_dir;
 pub enum StoreError {
     #[error("{path} is corrupt ({reason}); it was left untouched for an administrator to inspect")]
     Corrupt { path: PathBuf, reason: String },
+    /// Written by a newer Aloha (a downgrade): never read as something else, never replaced.
+    #[error(
+        "{path} was written by a newer Aloha (format {version}; this alohad reads up to \
+         {latest}); it was left untouched. Install that Aloha version (or a newer one) again"
+    )]
+    Newer {
+        path: PathBuf,
+        version: u32,
+        latest: u32,
+    },
     #[error("cannot write {path}: {source}{}", disk_hint(.source))]
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read {path}: {source}")]
@@ -84,6 +95,16 @@ fn disk_hint(e: &io::Error) -> &'static str {
 pub struct Store {
     root: PathBuf,
     _lock: Option<Flock<File>>,
+    /// [`Store::tpm_users`], counted once and kept until a container is written or removed
+    /// (every status request and TPM attempt needs it; counting reads every container).
+    tpm_users: Mutex<TpmUsers>,
+}
+
+/// The cached count and the number of container changes it was counted after.
+#[derive(Debug, Default)]
+struct TpmUsers {
+    changes: u64,
+    counted: Option<(u64, usize)>,
 }
 
 impl Store {
@@ -96,6 +117,7 @@ impl Store {
         Ok(Store {
             root: state_dir.to_path_buf(),
             _lock: None,
+            tpm_users: Mutex::default(),
         })
     }
 
@@ -180,7 +202,9 @@ impl Store {
     /// already gone, nor a container without its public key. A public key left behind is
     /// removed when alohad next starts (registry_sync).
     pub fn remove_user(&self, user: &str) -> Result<bool, StoreError> {
-        let mut existed = self.remove_user_file(&self.container_path(user))?;
+        let removed = self.remove_user_file(&self.container_path(user));
+        self.containers_changed();
+        let mut existed = removed?;
         let public = registry::key_path(&self.root, user);
         match crash::point("remove the public key").and_then(|()| fs::remove_file(&public)) {
             Ok(()) => existed = true,

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use aloha::Secret;
-use aloha::lockout::{Gate, refusal_message, tpm_pause_reason};
+use aloha::lockout::Gate;
 use aloha::protocol::{BackendKind, UserStatus};
 
 use super::attempt::{Attempt, Ready, Verdict};
@@ -62,12 +62,7 @@ fn may_try<D: Daemon>(
     daemon: &D,
     status: &UserStatus,
 ) -> ControlFlow<Verdict> {
-    if let Some(message) = refusal_message(
-        &attempt.user,
-        status.gate,
-        status.failed_attempts,
-        daemon.now(),
-    ) {
+    if let Some(message) = super::say::gate(status.gate, daemon.now()) {
         host.tell(&message);
         let (verdict, what) = match status.gate {
             Gate::Locked => (Verdict::MaxTries, "locked"),
@@ -80,19 +75,44 @@ fn may_try<D: Daemon>(
         );
         return ControlFlow::Break(verdict);
     }
+    // An expired PIN is refused by alohad without being checked: say so instead of asking.
+    if let Some(expired) = status.pin_expires_at.filter(|t| *t <= daemon.now()) {
+        host.tell(super::say::EXPIRED);
+        attempt.log(
+            host,
+            Level::Notice,
+            &format!(
+                "result=unavailable: the PIN expired at {}; not prompting",
+                aloha::timefmt::utc(expired)
+            ),
+        );
+        return ControlFlow::Break(Verdict::Unavailable);
+    }
     // The TPM guard refuses every TPM-backed sign-in before the PIN is checked: say so instead
     // of asking for a PIN that cannot work.
     if let (Some(BackendKind::Tpm), Some(pause)) = (status.backend, status.tpm_pause) {
-        host.tell(&format!(
-            "PIN sign-in is paused for every user — {}",
-            tpm_pause_reason(pause, daemon.now())
-        ));
+        host.tell(&super::say::tpm_paused(pause, daemon.now()));
         attempt.log(
             host,
             Level::Notice,
             "result=unavailable: the TPM guard pauses PIN sign-in; not prompting",
         );
         return ControlFlow::Break(Verdict::Unavailable);
+    }
+    // This user's own share of the TPM's failure budget is used: alohad would refuse the PIN.
+    if let (Some(BackendKind::Tpm), Some(share)) = (status.backend, status.tpm_share)
+        && share.used()
+    {
+        host.tell(&super::say::tpm_share_used(
+            share.next_forgotten,
+            daemon.now(),
+        ));
+        attempt.log(
+            host,
+            Level::Notice,
+            "result=waiting: the user's share of the TPM's failure budget is used; not prompting",
+        );
+        return ControlFlow::Break(Verdict::AuthErr);
     }
     ControlFlow::Continue(())
 }

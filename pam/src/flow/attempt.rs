@@ -44,10 +44,10 @@ impl Attempt {
     }
 
     /// alohad could not be asked (or could not try): the password decides.
-    pub(super) fn unavailable(&self, host: &mut dyn Host, e: &ClientError) -> Verdict {
+    pub(super) fn unavailable(&self, host: &mut dyn Host, e: &ClientError, now: u64) -> Verdict {
         if let ClientError::Refused(f) = e {
             // e.g. the TPM is in lockout, or the state is corrupt: the user should know.
-            host.tell(&f.message);
+            host.tell(&super::say::refusal(f, now));
         }
         self.log(host, Level::Notice, &format!("result=unavailable: {e}"));
         Verdict::Unavailable

@@ -155,7 +155,7 @@ fn status<D: Daemon>(
             return ControlFlow::Break(Verdict::Unavailable);
         }
         Err(CallError::NotSent(e) | CallError::Sent(e)) => {
-            return ControlFlow::Break(attempt.unavailable(host, &e));
+            return ControlFlow::Break(attempt.unavailable(host, &e, daemon.now()));
         }
     };
     attempt.log(

@@ -50,10 +50,7 @@ pub(super) fn attempt<D: Daemon>(
     let why_not = if !args.face {
         Some("off (noface)".to_string())
     } else if face.paused {
-        host.tell(&format!(
-            "Face sign-in is off after {} failed face attempts; your PIN or password turns it back on.",
-            face.failures
-        ));
+        host.tell(&super::say::face_paused(face.failures));
         Some("paused after failed attempts".to_string())
     } else if !face.usable {
         Some(format!("not usable now ({})", face.camera))
@@ -104,11 +101,11 @@ pub(super) fn attempt<D: Daemon>(
         Err(CallError::Sent(ClientError::Refused(f))) => {
             let (tried, level) = match f.code {
                 ErrorCode::FaceNoMatch | ErrorCode::FaceNotLive => {
-                    host.tell(&f.message);
+                    host.tell(&super::say::refusal(&f, ready.daemon.now()));
                     (Tried::Failed, Level::Notice)
                 }
                 ErrorCode::FaceLocked => {
-                    host.tell(&f.message);
+                    host.tell(&super::say::refusal(&f, ready.daemon.now()));
                     (Tried::No, Level::Notice)
                 }
                 _ => (Tried::No, Level::Info),

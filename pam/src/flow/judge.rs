@@ -31,7 +31,9 @@ pub(super) fn reply<D: Daemon>(
             &format!("an unexpected {} reply", kind(&other)),
             "the PIN",
         ),
-        Err(CallError::Sent(ClientError::Refused(f))) => refused(host, attempt, &f),
+        Err(CallError::Sent(ClientError::Refused(f))) => {
+            refused(host, attempt, &f, ready.daemon.now())
+        }
         // Silence is what a slow alohad looks like too (Argon2id, a busy TPM): not a sign of
         // impersonation, but the attempt may have been counted, so still no success.
         Err(CallError::Sent(ClientError::Frame(FrameError::Timeout))) => {
@@ -49,7 +51,7 @@ pub(super) fn reply<D: Daemon>(
         Err(CallError::Sent(e)) => denied(host, ready, &format!("no valid reply ({e})"), "the PIN"),
         Err(CallError::NotSent(e)) => {
             host.tell("Aloha did not answer; use your password.");
-            attempt.unavailable(host, &e)
+            attempt.unavailable(host, &e, ready.daemon.now())
         }
     }
 }
@@ -135,8 +137,8 @@ pub(super) fn verdict_of_signature<D: Daemon>(
 }
 
 /// One of alohad's refusals: its message says why, and its code decides the verdict.
-fn refused(host: &mut dyn Host, attempt: &Attempt, f: &Failure) -> Verdict {
-    host.tell(&f.message);
+fn refused(host: &mut dyn Host, attempt: &Attempt, f: &Failure, now: u64) -> Verdict {
+    host.tell(&super::say::refusal(f, now));
     let (verdict, what) = match f.code {
         ErrorCode::WrongPin if f.left_before_lock == Some(0) => {
             (Verdict::MaxTries, "wrong_pin_now_locked")

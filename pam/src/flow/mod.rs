@@ -30,6 +30,7 @@ mod face;
 mod judge;
 mod prove;
 mod resume;
+mod say;
 #[cfg(test)]
 mod tests;
 

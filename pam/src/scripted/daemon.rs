@@ -21,6 +21,10 @@ pub enum Status {
     Delayed,
     Locked,
     TpmPaused,
+    /// alice's share of the TPM's failure budget is used.
+    TpmShareUsed,
+    /// alice's PIN expired an hour ago.
+    PinExpired,
     /// Open, but the status check used most of `timeout=`.
     Slow,
     Down,
@@ -182,7 +186,12 @@ impl Daemon for &mut ScriptedDaemon {
     fn status(&mut self, user: &str) -> Result<Response, CallError> {
         let gate = match self.status {
             Status::Down => return Err(down()),
-            Status::Open | Status::NoContainer | Status::TpmPaused | Status::Slow => Gate::Open {
+            Status::Open
+            | Status::NoContainer
+            | Status::TpmPaused
+            | Status::TpmShareUsed
+            | Status::PinExpired
+            | Status::Slow => Gate::Open {
                 left_before_delay: 3,
                 left_before_lock: 10,
             },
@@ -196,7 +205,7 @@ impl Daemon for &mut ScriptedDaemon {
             backend: Some(aloha::protocol::BackendKind::Tpm),
             protectors: vec!["pin".into()],
             pin_set_at: None,
-            pin_expires_at: None,
+            pin_expires_at: matches!(self.status, Status::PinExpired).then_some(NOW - 3600),
             failed_attempts: if matches!(self.status, Status::Locked) {
                 10
             } else {
@@ -211,6 +220,15 @@ impl Daemon for &mut ScriptedDaemon {
                     until: Some(NOW + 7200),
                 },
             ),
+            tpm_share: Some(aloha::lockout::TpmShare {
+                debt: if matches!(self.status, Status::TpmShareUsed) {
+                    14
+                } else {
+                    2
+                },
+                share: 14,
+                next_forgotten: Some(NOW + 7200),
+            }),
             default_backend: None,
             protection: None,
             problem: None,

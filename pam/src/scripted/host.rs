@@ -48,6 +48,17 @@ impl ScriptedHost {
     }
 }
 
+/// Every flow test checks every message it is shown: one line that fits a greeter.
+#[track_caller]
+fn one_line(m: &str) {
+    assert!(
+        !m.contains('\n') && m.chars().count() <= crate::host::MAX_LINE,
+        "a message longer than one line of {} characters: {m:?} ({})",
+        crate::host::MAX_LINE,
+        m.chars().count()
+    );
+}
+
 impl Host for ScriptedHost {
     fn user(&mut self) -> Option<String> {
         Some("alice".into())
@@ -67,9 +78,11 @@ impl Host for ScriptedHost {
         }
     }
     fn tell(&mut self, m: &str) {
+        one_line(m);
         self.told.push(m.into());
     }
     fn notice(&mut self, m: &str) {
+        one_line(m);
         self.noticed.push(m.into());
     }
     fn log(&mut self, level: Level, m: &str) {

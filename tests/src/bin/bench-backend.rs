@@ -89,6 +89,18 @@ fn bench_sign(what: &str, backend: &mut dyn KeyBackend, runs: usize) {
         "{what}: the signature does not verify"
     );
     report(&format!("{what}: sign"), &s);
+    // alohad serves each connection on its own thread: the same sign, each on a new thread,
+    // shows what a thread's first use of the crypto library costs.
+    let s = time(runs, || {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                backend
+                    .sign(&key.blob, &auth, &digest)
+                    .unwrap_or_else(|e| panic!("{what}: sign failed: {e}"))
+            });
+        });
+    });
+    report(&format!("{what}: sign, each on a new thread"), &s);
 }
 
 fn loadavg() -> String {

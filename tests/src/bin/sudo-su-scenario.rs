@@ -181,9 +181,15 @@ fn run(system: &PrivateSystem) -> Result<(), String> {
         )
     });
     let mut camera = ReplayCamera::new();
-    // One recorded frame per analysed frame (frame_interval_ms = 150), as liveness was measured.
+    // One recorded frame per analysed frame, 150 ms apart, as liveness was measured: the replay
+    // paces, and alohad analyses every frame it delivers (frame_interval_ms = 0). With the
+    // default 150 ms interval a frame that arrives a scheduling hiccup early is dropped, so a
+    // loaded machine compares other pairs than the ones measured (CI once saw FaceNotLive).
     // Decided by the engine (a match, or its frame cap), not by the clock: see tests/face.rs.
-    let section = camera.face_section(1000.0 / 150.0, "attempt_timeout_ms = 30000");
+    let section = camera.face_section(
+        1000.0 / 150.0,
+        "attempt_timeout_ms = 30000\nframe_interval_ms = 0",
+    );
     let mut fixture = Fixture::start(kind, move |o| o.extra = section);
     for user in [PIN_USER, FACE_USER] {
         let enrol = fixture.daemon.aloha(

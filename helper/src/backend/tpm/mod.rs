@@ -11,9 +11,10 @@
 //! crosses the bus in clear, and a bus sniffer cannot brute-force the PIN offline from the HMACs.
 //!
 //! swtpm (and a TPM without a resource manager) holds only 3 transient objects: this module
-//! keeps at most the primary, one session and one key loaded, and flushes the session and the
-//! key on every path. If the TPM connection breaks (swtpm restarted, tabrmd restarted) the
-//! connection is dropped and re-opened on the next operation. Without a resource manager
+//! keeps at most the primary, one session and one key loaded; it flushes the key on every
+//! path, and the session after any failure (a session that worked is kept for the next
+//! operation: see `TpmBackend::in_session`). If the TPM connection breaks (swtpm restarted,
+//! tabrmd restarted) the connection is dropped and re-opened on the next operation. Without a resource manager
 //! (swtpm, /dev/tpm0), opening the backend also flushes what a killed alohad left loaded, so
 //! only one `TpmBackend` may use such a TPM at a time.
 
@@ -140,36 +141,52 @@ impl TpmBackend {
         result
     }
 
-    /// Run `op` in a fresh HMAC session salted to the primary, flushing the session afterwards.
+    /// Run `op` in the connection's HMAC session salted to the primary, starting one if there
+    /// is none. The session is kept for the next operation while everything succeeds (starting
+    /// one — an ECDH, a KDF and a TPM command — is a quarter of a sign-in's TPM time) and
+    /// flushed after any failure, so a session whose nonces or state are in doubt is never
+    /// used again.
     ///
-    /// If the session cannot be started on a connection opened earlier, the TPM has probably
-    /// restarted (its transient primary is gone): nothing secret has been sent yet, so reconnect
-    /// once and try again before giving up.
+    /// Every operation's first command is one that carries no secret the TPM judges (a load,
+    /// or a create whose sensitive part goes in encrypted). A kept session the TPM lost (a
+    /// resume from hibernation, a context gap under a resource manager) fails there, as
+    /// `Unavailable` — nothing judged — and the operation runs once more from a fresh
+    /// connection and session. The same holds for a session that cannot be started on a
+    /// connection opened earlier (the TPM restarted and its transient primary is gone).
     fn in_session<T>(
         &mut self,
-        op: impl FnOnce(&TpmBackend, &mut Connection, AuthSession) -> Result<T, BackendError>,
+        op: impl Fn(&TpmBackend, &mut Connection, AuthSession) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
         let was_connected = self.conn.is_some();
-        let session = match self.with_connection(|me, conn| {
-            conn.start_session()
-                .map_err(|e| me.tpm_error(Step::Session, &e))
-        }) {
-            Err(BackendError::Unavailable(_)) if was_connected => {
-                self.with_connection(|me, conn| {
-                    conn.start_session()
-                        .map_err(|e| me.tpm_error(Step::Session, &e))
-                })?
-            }
-            other => other?,
-        };
+        match self.in_session_once(&op) {
+            Err(BackendError::Unavailable(_)) if was_connected => self.in_session_once(&op),
+            other => other,
+        }
+    }
+
+    fn in_session_once<T>(
+        &mut self,
+        op: &impl Fn(&TpmBackend, &mut Connection, AuthSession) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
         self.with_connection(|me, conn| {
+            let session = match conn.session {
+                Some(session) => session,
+                None => {
+                    let session = conn
+                        .start_session()
+                        .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                    conn.session = Some(session);
+                    session
+                }
+            };
             let result = op(me, conn, session);
-            let flushed = conn
-                .flush(SessionHandle::from(session).into())
-                .map_err(|e| me.tpm_error(Step::Flush, &e));
-            let value = result?;
-            flushed?;
-            Ok(value)
+            if result.is_err() {
+                conn.session = None;
+                // The operation's own error is the answer (a wrong PIN stays a wrong PIN); a
+                // failed flush poisons the connection, which drops it.
+                let _ = conn.flush(SessionHandle::from(session).into());
+            }
+            result
         })
     }
 
@@ -213,7 +230,14 @@ impl TpmBackend {
                 .map_err(|e| me.tpm_error(Step::Session, &e))?;
             conn.ctx
                 .execute_with_session(Some(session), |c| {
-                    c.create(primary, template, auth, data, None, None)
+                    c.create(
+                        primary,
+                        template.clone(),
+                        auth.clone(),
+                        data.clone(),
+                        None,
+                        None,
+                    )
                 })
                 .map_err(|e| me.tpm_error(Step::Create, &e))
         })
@@ -265,13 +289,15 @@ impl KeyBackend for TpmBackend {
         let signature = self.in_session(|me, conn, session| {
             me.with_loaded_key(conn, session, &blob, |conn, key| {
                 conn.ctx
-                    .tr_set_auth(key.into(), key_auth)
+                    .tr_set_auth(key.into(), key_auth.clone())
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 // The digest goes in encrypted; the response (a TPMT_SIGNATURE) cannot be.
                 conn.set_encryption(session, true, false)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
-                    .execute_with_session(Some(session), |c| c.sign(key, digest, scheme, ticket))
+                    .execute_with_session(Some(session), |c| {
+                        c.sign(key, digest.clone(), scheme, ticket.clone())
+                    })
                     .map_err(|e| me.tpm_error(Step::Authorize, &e))
             })
         })?;
@@ -296,14 +322,14 @@ impl KeyBackend for TpmBackend {
             me.with_loaded_key(conn, session, &blob, |conn, key| {
                 let primary = conn.primary;
                 conn.ctx
-                    .tr_set_auth(key.into(), old_auth)
+                    .tr_set_auth(key.into(), old_auth.clone())
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 // newAuth is the first parameter: it goes in encrypted.
                 conn.set_encryption(session, true, true)
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
                     .execute_with_session(Some(session), |c| {
-                        c.object_change_auth(key.into(), primary.into(), new_auth)
+                        c.object_change_auth(key.into(), primary.into(), new_auth.clone())
                     })
                     .map_err(|e| me.tpm_error(Step::Authorize, &e))
             })
@@ -335,7 +361,7 @@ impl KeyBackend for TpmBackend {
                     .map_err(|e| me.tpm_error(Step::Session, &e))?;
                 conn.ctx
                     .execute_with_session(Some(session), |c| {
-                        c.hmac(key.into(), buffer, HashingAlgorithm::Sha256)
+                        c.hmac(key.into(), buffer.clone(), HashingAlgorithm::Sha256)
                     })
                     .map_err(|e| me.tpm_error(Step::History, &e))
             })

@@ -21,6 +21,9 @@ use crate::backend::BackendError;
 pub(super) struct Connection {
     pub(super) ctx: Context,
     pub(super) primary: KeyHandle,
+    /// The salted session kept between operations (see `TpmBackend::in_session`); the
+    /// context flushes it when the connection is dropped.
+    pub(super) session: Option<AuthSession>,
     /// A flush failed: the TPM may still hold one of our handles. Drop the connection (its
     /// `Drop` retries the flushes) instead of reusing it.
     pub(super) poisoned: bool,
@@ -61,6 +64,7 @@ impl Connection {
                 let mut conn = Connection {
                     ctx,
                     primary: primary.key_handle,
+                    session: None,
                     poisoned: false,
                 };
                 if let Some(pin) = pin {

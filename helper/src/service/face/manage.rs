@@ -187,9 +187,13 @@ impl Service {
             });
         let max_failures = self.config.face.max_failures;
         let paused = failures >= max_failures;
-        let (camera, camera_ok) = match self.cameras.present() {
-            Ok(what) => (what, true),
-            Err(why) => (why, false),
+        // Without the models a face cannot sign in whatever the camera: say so where the
+        // camera would be named (alohad loads them at start when anyone has a face, so this
+        // costs nothing then).
+        let (camera, camera_ok) = match (self.recognition.ready(), self.cameras.present()) {
+            (Err(why), _) => (why, false),
+            (Ok(()), Ok(what)) => (what, true),
+            (Ok(()), Err(why)) => (why, false),
         };
         Some(FaceStatus {
             profiles: profile_infos(&record),

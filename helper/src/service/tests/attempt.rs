@@ -194,3 +194,45 @@ fn empty_pins_cost_nothing() {
     assert_eq!(f.code(f.sign_in(ALICE, "alice", "")), ErrorCode::BadRequest);
     assert_eq!(f.status("alice").failed_attempts, 0);
 }
+
+/// The reply to a right PIN leaves before the counter reset (one durable write fewer on the
+/// person's wait), while the write-ahead count is already on disk; the reset follows before
+/// the request ends, and a wrong PIN's reply comes after its count.
+#[test]
+fn a_sign_in_replies_before_the_reset_and_after_the_count() {
+    struct Watching<'a> {
+        store: &'a Store,
+        seen: Vec<(bool, u32)>,
+    }
+    impl Client for Watching<'_> {
+        fn progress(&mut self, _: FaceProgress) -> bool {
+            true
+        }
+        fn reply(&mut self, response: Response) {
+            let failures = self.store.load_attempts("alice").unwrap().failures;
+            self.seen
+                .push((matches!(response, Response::Signed { .. }), failures));
+        }
+    }
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let store = Store::open_unlocked(f.dir()).unwrap();
+    let sign_in = |pin: &str| {
+        let mut client = Watching {
+            store: &store,
+            seen: Vec::new(),
+        };
+        let request = Request::SignIn {
+            user: "alice".into(),
+            service: "test".into(),
+            nonce: Nonce::random().unwrap(),
+            pin: Secret::new(pin),
+        };
+        f.service.handle(&ALICE, request, &mut client);
+        client.seen
+    };
+    assert_eq!(sign_in(OTHER_PIN), vec![(false, 1)]);
+    // Counted ahead (1 + 1) when the signature went out, reset right after.
+    assert_eq!(sign_in(PIN), vec![(true, 2)]);
+    assert_eq!(f.status("alice").failed_attempts, 0);
+}

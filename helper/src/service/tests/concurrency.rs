@@ -2,6 +2,10 @@
 //! Argon2id permits, and a connection that never idles still ends at its lifetime.
 
 use super::*;
+use crate::server::{Ended, Lifecycle, Limits};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 #[test]
 fn concurrent_attempts_never_exceed_the_limit() {
@@ -164,13 +168,8 @@ fn software_vault_runs_are_bounded_by_the_permits() {
 #[test]
 fn a_busy_connection_still_ends_at_its_lifetime() {
     use aloha::frame;
-    use std::time::{Duration, Instant};
     let f = fixture();
-    let socket = f.dir().join("alohad.sock");
-    let service = Arc::new(f.rebuild(&f.dir().join("state"), Config::default(), false));
-    let listener = crate::server::bind(&socket).unwrap();
-    let shutdown: &'static std::sync::atomic::AtomicBool =
-        Box::leak(Box::new(std::sync::atomic::AtomicBool::new(false)));
+    let stop = Stop::new();
     let limits = crate::server::Limits {
         // Far beyond the test, so that only the lifetime can end the connection.
         io_timeout: Duration::from_secs(60),
@@ -178,24 +177,10 @@ fn a_busy_connection_still_ends_at_its_lifetime() {
         max_connections_per_uid: 2,
         connection_lifetime: Duration::from_millis(600),
     };
-    let server =
-        std::thread::spawn(move || crate::server::serve(listener, service, limits, shutdown));
+    let (socket, server) = stop.serve(&f, limits, None);
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    let mut ask = |req: &Request| -> Result<Response, frame::FrameError> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        frame::write_frame(
-            &mut stream,
-            &aloha::protocol::encode(req).unwrap(),
-            deadline,
-        )?;
-        let bytes = frame::read_frame(&mut stream, deadline, frame::MAX_FRAME_LEN)?;
-        Ok(aloha::protocol::decode(&bytes).unwrap())
-    };
-    let hello = Request::Hello {
-        version: aloha::protocol::PROTOCOL_VERSION,
-        client: "test".into(),
-    };
-    assert!(matches!(ask(&hello), Ok(Response::Hello { .. })));
+    let mut ask = |req: &Request| ask(&mut stream, req);
+    assert!(matches!(ask(&hello()), Ok(Response::Hello { .. })));
     let mut answered = 0;
     let mut ended = None;
     // A request every 100 ms never lets one frame deadline pass; the lifetime (600 ms) still
@@ -223,6 +208,147 @@ fn a_busy_connection_still_ends_at_its_lifetime() {
             ) => {}
         other => panic!("the connection did not end by being closed: {other:?}"),
     }
-    shutdown.store(true, Ordering::SeqCst);
-    server.join().unwrap().unwrap();
+    stop.now();
+    assert_eq!(server.join().unwrap().unwrap(), Ended::Shutdown);
+}
+
+fn hello() -> Request {
+    Request::Hello {
+        version: aloha::protocol::PROTOCOL_VERSION,
+        client: "test".into(),
+    }
+}
+
+fn ask(
+    stream: &mut std::os::unix::net::UnixStream,
+    req: &Request,
+) -> Result<Response, aloha::frame::FrameError> {
+    use aloha::frame;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    frame::write_frame(stream, &aloha::protocol::encode(req).unwrap(), deadline)?;
+    let bytes = frame::read_frame(stream, deadline, frame::MAX_FRAME_LEN)?;
+    Ok(aloha::protocol::decode(&bytes).unwrap())
+}
+
+/// The accept loop's shutdown flag and wake-up pipe, as alohad's signal handler drives them.
+struct Stop {
+    flag: &'static AtomicBool,
+    read: &'static OwnedFd,
+    write: OwnedFd,
+}
+
+impl Stop {
+    fn new() -> Stop {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        Stop {
+            flag: Box::leak(Box::new(AtomicBool::new(false))),
+            read: Box::leak(Box::new(read)),
+            write,
+        }
+    }
+
+    /// The accept loop over a fresh state directory of `f`, on a socket in `f`'s directory
+    /// (returned), in a thread of its own.
+    fn serve(
+        &self,
+        f: &Fixture,
+        limits: Limits,
+        idle_exit: Option<Duration>,
+    ) -> (
+        std::path::PathBuf,
+        std::thread::JoinHandle<std::io::Result<Ended>>,
+    ) {
+        let socket = f.dir().join("alohad.sock");
+        let service = Arc::new(f.rebuild(&f.dir().join("state"), Config::default(), false));
+        let listener = crate::server::bind(&socket).unwrap();
+        let (flag, read) = (self.flag, self.read);
+        let server = std::thread::spawn(move || {
+            let life = Lifecycle {
+                shutdown: flag,
+                wake: read.as_fd(),
+                idle_exit,
+            };
+            crate::server::serve(listener, service, limits, &life)
+        });
+        (socket, server)
+    }
+
+    /// What the signal handler does: the flag, then a byte down the pipe.
+    fn now(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        nix::unistd::write(&self.write, b"x").unwrap();
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        io_timeout: Duration::from_secs(5),
+        max_connections: 8,
+        max_connections_per_uid: 2,
+        connection_lifetime: Duration::from_secs(60),
+    }
+}
+
+/// Waits for `server` to end, at most `limit` (a bound on the test, not a timing claim).
+fn joined(
+    server: std::thread::JoinHandle<std::io::Result<Ended>>,
+    limit: Duration,
+) -> Option<Ended> {
+    let until = Instant::now() + limit;
+    while !server.is_finished() {
+        if Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server.join().unwrap().unwrap())
+}
+
+/// A signal wakes the loop at once although it sleeps in poll(2) without a timeout (no idle
+/// exit, nobody waiting in line: an idle alohad takes no CPU).
+#[test]
+fn a_stop_wakes_an_idle_loop_that_sleeps_without_a_timeout() {
+    let f = fixture();
+    let stop = Stop::new();
+    let (socket, server) = stop.serve(&f, limits(), None);
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    assert!(matches!(
+        ask(&mut stream, &hello()),
+        Ok(Response::Hello { .. })
+    ));
+    drop(stream);
+    stop.now();
+    assert_eq!(
+        joined(server, Duration::from_secs(30)),
+        Some(Ended::Shutdown)
+    );
+}
+
+/// Socket activation: after the idle period without a client the loop ends by itself (systemd
+/// keeps the socket and starts alohad again); a client being served holds it off.
+#[test]
+fn the_loop_ends_after_the_idle_period_but_not_while_a_client_is_served() {
+    let f = fixture();
+    let stop = Stop::new();
+    let idle = Duration::from_millis(300);
+    let (socket, server) = stop.serve(&f, limits(), Some(idle));
+    // A client that stays connected (and asks now and then) for several idle periods.
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    assert!(matches!(
+        ask(&mut stream, &hello()),
+        Ok(Response::Hello { .. })
+    ));
+    for _ in 0..6 {
+        std::thread::sleep(idle / 2);
+        assert!(!server.is_finished(), "ended while a client was connected");
+        let status = ask(
+            &mut stream,
+            &Request::Status {
+                user: "alice".into(),
+            },
+        );
+        assert!(status.is_ok(), "{status:?}");
+    }
+    drop(stream);
+    assert_eq!(joined(server, Duration::from_secs(30)), Some(Ended::Idle));
 }

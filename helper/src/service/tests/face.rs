@@ -313,18 +313,17 @@ fn removing_a_label_all_or_the_user() {
 fn face_test_counts_nothing_and_reports_every_frame() {
     let f = enrolled();
     f.cameras.show(Shot::Frames(vec![NOBODY, BOB_FACE]));
-    let mut reports = Vec::new();
-    let r = f.service.handle(
+    let mut client = Recorder::default();
+    f.service.handle(
         &ALICE,
         Request::FaceTest {
             user: "alice".into(),
             timeout_ms: 300,
         },
-        &mut |p| {
-            reports.push(p);
-            true
-        },
+        &mut client,
     );
+    let reports = std::mem::take(&mut client.reports);
+    let r = client.reply();
     let Response::Done { message } = r else {
         panic!("{r:?}")
     };

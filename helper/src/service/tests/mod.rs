@@ -21,10 +21,12 @@ use aloha::Secret;
 use aloha::challenge::{self, Nonce};
 use aloha::config::{BackendChoice, Config};
 use aloha::lockout::{DaState, Gate, LockoutPolicy, TpmPause};
-use aloha::protocol::{BackendKind, ErrorCode, Failure, Request, Response, UserStatus};
+use aloha::protocol::{
+    BackendKind, ErrorCode, FaceProgress, Failure, Request, Response, UserStatus,
+};
 use aloha::registry;
 
-use super::{Caller, Clock, Components, Service, check_tpm_limits, lock};
+use super::{Caller, Client, Clock, Components, Service, check_tpm_limits, lock};
 use crate::backend::software::SoftwareVault;
 use crate::backend::{AuthValue, BackendError, KdfParams, KeyBackend, KeyBlob, NewKey};
 use crate::history;
@@ -481,9 +483,41 @@ impl Fixture {
     }
 }
 
+/// A client that keeps what the service sent it, and insists on exactly one reply.
+#[derive(Default)]
+pub(super) struct Recorder {
+    pub(super) reports: Vec<FaceProgress>,
+    pub(super) replies: Vec<Response>,
+}
+
+impl Client for Recorder {
+    fn progress(&mut self, report: FaceProgress) -> bool {
+        self.reports.push(report);
+        true
+    }
+
+    fn reply(&mut self, response: Response) {
+        self.replies.push(response);
+    }
+}
+
+impl Recorder {
+    pub(super) fn reply(mut self) -> Response {
+        assert_eq!(
+            self.replies.len(),
+            1,
+            "one reply per request: {:?}",
+            self.replies
+        );
+        self.replies.remove(0)
+    }
+}
+
 impl Service {
-    /// [`Service::handle`] for requests that send no progress reports.
+    /// [`Service::handle`] for requests that send no progress reports: the reply.
     fn handle_quietly(&self, caller: &Caller, request: Request) -> Response {
-        self.handle(caller, request, &mut |_| true)
+        let mut client = Recorder::default();
+        self.handle(caller, request, &mut client);
+        client.reply()
     }
 }

@@ -98,3 +98,46 @@ fn a_corrupt_public_key_file_is_replaced_from_the_container_at_start() {
     assert!(registry::load(f.dir(), "alice", Some(1000)).is_ok());
     f.sign_in(ALICE, "alice", PIN).unwrap();
 }
+
+/// After a downgrade, files a newer Aloha wrote (a higher `version`, fields this alohad does
+/// not know) are refused as such — the user is told to use the password and the fix — and no
+/// operation replaces them: not a sign-in, not an unlock, not a PIN reset.
+#[test]
+fn state_from_a_newer_aloha_is_refused_and_never_replaced() {
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let dir = f.dir().join("private/users/alice");
+    let newer_attempts = br#"{"version":2,"failures":0,"last_failure":0,"pending":[]}"#;
+    std::fs::write(dir.join("attempts.json"), newer_attempts).unwrap();
+    let e = f.sign_in(ALICE, "alice", PIN).unwrap_err();
+    assert_eq!(e.code, ErrorCode::StateCorrupt);
+    assert!(
+        e.message
+            .contains("written by a newer Aloha (format 2; this alohad reads up to 1)")
+            && e.message.contains("signs in with the password"),
+        "{}",
+        e.message
+    );
+    let unlock = f.call(
+        ROOT,
+        Request::AdminUnlock {
+            user: "alice".into(),
+        },
+    );
+    assert!(unlock.is_err(), "{unlock:?}");
+    assert_eq!(
+        std::fs::read(dir.join("attempts.json")).unwrap(),
+        newer_attempts
+    );
+
+    let newer_container = br#"{"version":7,"user":"alice","keys":{}}"#;
+    std::fs::write(dir.join("container.json"), newer_container).unwrap();
+    let e = f.reset_to(OTHER_PIN).unwrap_err();
+    assert!(e.message.contains("newer Aloha (format 7"), "{}", e.message);
+    assert_eq!(
+        std::fs::read(dir.join("container.json")).unwrap(),
+        newer_container,
+        "a reset never replaces a newer Aloha's container"
+    );
+    assert!(f.status("alice").problem.unwrap().contains("newer Aloha"));
+}

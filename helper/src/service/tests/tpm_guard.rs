@@ -183,9 +183,20 @@ fn one_user_cannot_spend_the_tpm_failure_budget_of_everyone() {
     );
     // Even her right PIN waits (the TPM must not be asked), and nothing was counted for it.
     assert_eq!(f.code(f.sign_in(ALICE, "alice", PIN)), ErrorCode::Delayed);
-    // Bob is untouched: no pause for everyone.
+    // Her status says so before any prompt (pam_aloha refuses there without asking).
+    let share = f
+        .status("alice")
+        .tpm_share
+        .expect("alice's key is in the TPM");
+    assert_eq!(
+        (share.debt, share.share, share.used(), share.next_forgotten),
+        (14, 14, true, Some(T0 + 7200))
+    );
+    // Bob is untouched: no pause for everyone, and nothing of his is remembered.
     f.sign_in(BOB, "bob", PIN).unwrap();
     assert_eq!(f.status("bob").tpm_pause, None);
+    let bob = f.status("bob").tpm_share.expect("bob's key is in the TPM");
+    assert_eq!((bob.debt, bob.used()), (0, false));
     // A PIN reset makes a new key but forgives nothing the TPM remembers.
     f.reset_to(OTHER_PIN).unwrap();
     assert_eq!(
@@ -241,4 +252,20 @@ fn the_tpm_debt_is_written_ahead_and_given_back_only_when_nothing_was_judged() {
         ErrorCode::WrongPin
     );
     assert_eq!(debt(), 2);
+}
+
+/// The share follows enrolments and removals at once (the count of TPM users is kept between
+/// requests and counted again after a container is written or removed).
+#[test]
+fn the_share_follows_enrolments_and_removals() {
+    let f = fixture();
+    f.set(ROOT, "alice", None, PIN).unwrap();
+    let share = |f: &Fixture| f.status("alice").tpm_share.expect("a TPM key").share;
+    // 32 maxTries, headroom 2: 29 to share.
+    assert_eq!(share(&f), 29);
+    f.set(ROOT, "bob", None, PIN).unwrap();
+    assert_eq!(share(&f), 14);
+    f.call(ROOT, Request::AdminRemove { user: "bob".into() })
+        .unwrap();
+    assert_eq!(share(&f), 29);
 }
