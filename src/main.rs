@@ -62,6 +62,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Keep your account password sealed to your key, so a PIN or face sign-in unlocks the
+    /// login keyring (opt-in), or forget it.
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// Administrator commands (root only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -81,6 +85,15 @@ enum PinCommand {
     Change(Target),
     /// Forgotten or locked PIN: account password, then a new PIN; makes a new key.
     Reset(Target),
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Seal your account password (asked for and checked) to your Aloha key; each password
+    /// sign-in refreshes it.
+    Enable(Target),
+    /// Forget the sealed password.
+    Disable(UserArg),
 }
 
 #[derive(Subcommand)]
@@ -177,6 +190,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Vault(VaultCommand::Enable(t)) => {
+            let user = ctx.user(t.user.user.as_deref())?;
+            let password =
+                Source::new(t.pin_stdin).existing(&format!("Account password for {user}:"))?;
+            done(ctx.call(Request::VaultEnable { user, password })?)
+        }
+        Command::Vault(VaultCommand::Disable(target)) => {
+            let user = ctx.user(target.user.as_deref())?;
+            done(ctx.call(Request::VaultDisable { user })?)
+        }
         Command::Admin(AdminCommand::Unlock { user }) => {
             done(ctx.call(Request::AdminUnlock { user })?)
         }
@@ -218,8 +241,12 @@ fn verify(ctx: &Ctx, t: &Target) -> Result<(), Failure> {
         service: "aloha-verify".into(),
         nonce,
         pin,
+        vault: false,
     })?;
-    let Response::Signed { signature, backend } = response else {
+    let Response::Signed {
+        signature, backend, ..
+    } = response
+    else {
         return Err(cli::unexpected("sign-in"));
     };
     challenge::verify(&registered.public_key, &user, &nonce, &signature)

@@ -129,12 +129,14 @@ impl Daemon for Alohad {
         service: &str,
         nonce: Nonce,
         pin: Secret,
+        vault: bool,
     ) -> Result<Response, CallError> {
         self.exchange(&Request::SignIn {
             user: user.into(),
             service: service.into(),
             nonce,
             pin,
+            vault,
         })
     }
 
@@ -144,6 +146,7 @@ impl Daemon for Alohad {
         service: &str,
         nonce: Nonce,
         timeout: Duration,
+        vault: bool,
     ) -> Result<Response, CallError> {
         let deadline = Instant::now() + timeout + FACE_ANSWER_MARGIN;
         let request = Request::FaceSignIn {
@@ -151,6 +154,7 @@ impl Daemon for Alohad {
             service: service.into(),
             nonce,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            vault,
         };
         match Client::connect_until(&self.socket, deadline, "pam_aloha") {
             Ok(mut client) => client.call(&request).map_err(CallError::Sent),
@@ -160,6 +164,13 @@ impl Daemon for Alohad {
 
     fn face_resume(&mut self, user: &str) -> Result<Response, CallError> {
         self.exchange(&Request::FaceResume { user: user.into() })
+    }
+
+    fn vault_capture(&mut self, user: &str, password: Secret) -> Result<Response, CallError> {
+        self.exchange(&Request::VaultCapture {
+            user: user.into(),
+            password,
+        })
     }
 
     fn nonce(&mut self) -> Result<Nonce, ChallengeError> {

@@ -24,6 +24,10 @@ pub struct Args {
     pub pin: bool,
     /// `face_timeout=SECONDS`: how long to look for the face (default 4, at most 30).
     pub face_timeout: Duration,
+    /// `keep_password`: this line sits after the password module and only hands the password
+    /// the stack accepted to the user's vault (libpam wipes PAM_AUTHTOK when pam_authenticate
+    /// returns, so setcred cannot).
+    pub keep_password: bool,
     /// Arguments we did not understand (logged, otherwise ignored).
     pub unknown: Vec<String>,
 }
@@ -46,6 +50,7 @@ impl Args {
             face: true,
             pin: true,
             face_timeout: DEFAULT_FACE_TIMEOUT,
+            keep_password: false,
             unknown: vec![],
         };
         for arg in args {
@@ -65,6 +70,7 @@ impl Args {
                 None if arg == "debug" => parsed.debug = true,
                 None if arg == "noface" => parsed.face = false,
                 None if arg == "nopin" => parsed.pin = false,
+                None if arg == "keep_password" => parsed.keep_password = true,
                 _ => parsed.unknown.push(arg.to_string()),
             }
         }

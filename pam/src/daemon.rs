@@ -36,6 +36,7 @@ pub trait Daemon {
         service: &str,
         nonce: Nonce,
         pin: Secret,
+        vault: bool,
     ) -> Result<Response, CallError>;
     /// Sign `nonce` with the user's key, released by a live face match within `timeout`.
     /// Waits at most `timeout` plus a margin for alohad's answer, outside `timeout=`'s budget
@@ -46,9 +47,12 @@ pub trait Daemon {
         service: &str,
         nonce: Nonce,
         timeout: Duration,
+        vault: bool,
     ) -> Result<Response, CallError>;
     /// Another module (the password) signed `user` in: face sign-in may resume (root only).
     fn face_resume(&mut self, user: &str) -> Result<Response, CallError>;
+    /// Another module signed `user` in with `password`: re-seal it in their vault (root only).
+    fn vault_capture(&mut self, user: &str, password: Secret) -> Result<Response, CallError>;
     fn nonce(&mut self) -> Result<Nonce, ChallengeError>;
     /// Unix seconds (for "try again in …").
     fn now(&self) -> u64;

@@ -34,4 +34,9 @@ pub trait Host {
     fn log(&mut self, level: Level, message: &str);
     /// The user's uid from the system's user database.
     fn uid_of(&self, user: &str) -> Option<u32>;
+    /// PAM_AUTHTOK, the password a module before (or the application) put there.
+    fn authtok(&self) -> Option<Secret>;
+    /// Set PAM_AUTHTOK for the modules after this one (pam_gnome_keyring, pam_kwallet5).
+    #[allow(clippy::result_unit_err)]
+    fn set_authtok(&mut self, password: &Secret) -> Result<(), ()>;
 }

@@ -51,6 +51,16 @@ impl PamHooks for PamAloha {
             silent: flags & PAM_SILENT != 0,
             debug: args.debug,
         };
+        if args.keep_password {
+            // Only after a password sign-in: a stack this module signed in carries the vault's
+            // own password, and only root may hand alohad a password to keep.
+            // SAFETY: only this module stores under AUTHENTICATED, and it always stores a String.
+            let ours = unsafe { host.pamh.get_data::<String>(AUTHENTICATED) }.is_ok();
+            if !ours && nix::unistd::geteuid().is_root() {
+                flow::keep_password(&mut host, &args);
+            }
+            return PamResultCode::PAM_IGNORE;
+        }
         let verdict = flow::authenticate(&mut host, &args);
         if verdict == Verdict::Success
             && let Some(user) = host.user()

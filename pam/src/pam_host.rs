@@ -6,15 +6,20 @@ use std::ffi::{CString, c_char, c_int, c_void};
 use aloha::Secret;
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
 use pam::conv::Conv;
-use pam::items::{RHost, Service};
+use pam::items::{AuthTok, RHost, Service};
 use pam::module::PamHandle;
+use zeroize::Zeroizing;
 
 use crate::host::{Host, Level};
 
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_syslog(pamh: *const c_void, priority: c_int, fmt: *const c_char, ...);
+    fn pam_set_item(pamh: *mut c_void, item_type: c_int, item: *const c_void) -> c_int;
 }
+
+/// PAM_AUTHTOK in <security/_pam_types.h>.
+const PAM_AUTHTOK: c_int = 6;
 
 pub(crate) struct PamHost<'a> {
     pub(crate) pamh: &'a mut PamHandle,
@@ -91,5 +96,30 @@ impl Host for PamHost<'_> {
             .ok()
             .flatten()
             .map(|u| u.uid.as_raw())
+    }
+
+    fn authtok(&self) -> Option<Secret> {
+        match self.pamh.get_item::<AuthTok>() {
+            Ok(Some(t)) => {
+                let bytes = Zeroizing::new(t.as_bytes().to_vec());
+                std::str::from_utf8(&bytes).ok().map(Secret::new)
+            }
+            _ => None,
+        }
+    }
+
+    fn set_authtok(&mut self, password: &Secret) -> Result<(), ()> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(password.expose().len() + 1));
+        bytes.extend_from_slice(password.expose().as_bytes());
+        if bytes.contains(&0) {
+            return Err(());
+        }
+        bytes.push(0);
+        let handle: *mut PamHandle = self.pamh;
+        // SAFETY: a live PAM handle from libpam; `bytes` is NUL-terminated with no NUL before
+        // the end and outlives the call; libpam copies the string (and wipes its copy when
+        // the handle ends).
+        let rc = unsafe { pam_set_item(handle.cast(), PAM_AUTHTOK, bytes.as_ptr().cast()) };
+        if rc == 0 { Ok(()) } else { Err(()) }
     }
 }

@@ -4,7 +4,7 @@
 mod daemon;
 mod host;
 
-pub use daemon::{Face, FaceReply, Reply, ScriptedDaemon, Status};
+pub use daemon::{Face, FaceReply, Reply, ScriptedDaemon, Status, VAULT_PASSWORD};
 pub use host::{Answer, ScriptedHost};
 
 /// The PIN the scripted user types.

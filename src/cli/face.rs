@@ -176,8 +176,12 @@ pub fn verify(ctx: &Ctx, user: Option<&str>, seconds: f64) -> Result<(), Failure
         service: "aloha-verify".into(),
         nonce,
         timeout_ms: (seconds * 1000.0) as u64,
+        vault: false,
     })?;
-    let Response::Signed { signature, backend } = response else {
+    let Response::Signed {
+        signature, backend, ..
+    } = response
+    else {
         return Err(unexpected("face sign-in"));
     };
     challenge::verify(&registered.public_key, &user, &nonce, &signature)

@@ -136,5 +136,6 @@ pub fn sample_status() -> aloha::protocol::UserStatus {
         protection: Some(BackendKind::Tpm.protection().into()),
         problem: None,
         face: None,
+        vault: Default::default(),
     }
 }

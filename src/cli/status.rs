@@ -115,6 +115,22 @@ pub fn render(s: &UserStatus, now: u64) -> String {
             line("Face protected:", f.protection.clone());
         }
     }
+    if s.enrolled {
+        let v = &s.vault;
+        let state = match (v.sealed_at, &v.problem) {
+            (_, Some(p)) => format!("cannot be used: {p}"),
+            (Some(t), None) => format!(
+                "your password is kept sealed to your key (since {}); a PIN or face sign-in unlocks the login keyring — `aloha vault disable` forgets it",
+                utc(t)
+            ),
+            (None, None) if v.allowed => {
+                "off — `aloha vault enable` lets a PIN or face sign-in unlock the login keyring"
+                    .to_string()
+            }
+            (None, None) => "not allowed here ([vault] in aloha.toml)".to_string(),
+        };
+        line("Password vault:", state);
+    }
     if let Some(p) = &s.problem {
         line("PROBLEM:", p.clone());
     }

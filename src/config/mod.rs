@@ -31,6 +31,7 @@ pub struct Config {
     pub pin: PinPolicy,
     pub lockout: LockoutPolicy,
     pub face: FaceSettings,
+    pub vault: VaultConfig,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             pin: PinPolicy::default(),
             lockout: LockoutPolicy::default(),
             face: FaceSettings::default(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -157,6 +159,45 @@ impl Default for TpmConfig {
             backend: BackendChoice::Auto,
             tcti: "device:/dev/tpmrm0".into(),
             da_headroom: 2,
+        }
+    }
+}
+
+/// `[vault]`: whether users may keep their account password sealed to their key (`aloha vault
+/// enable`), so a PIN or face sign-in unlocks the login keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    /// never | tpm | any. Default "tpm": only where the user's key is in a TPM (the vault then
+    /// opens only inside that TPM, for the PIN or face). "any" also allows it on the software
+    /// vault, where whoever reads alohad's state can guess the PIN offline and so read the
+    /// password.
+    pub allow: VaultAllow,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            allow: VaultAllow::Tpm,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultAllow {
+    Never,
+    Tpm,
+    Any,
+}
+
+impl VaultAllow {
+    /// Whether a vault may be kept for a key in `backend`.
+    pub fn allows(self, backend: crate::protocol::BackendKind) -> bool {
+        match self {
+            VaultAllow::Never => false,
+            VaultAllow::Tpm => backend == crate::protocol::BackendKind::Tpm,
+            VaultAllow::Any => true,
         }
     }
 }

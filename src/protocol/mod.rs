@@ -6,7 +6,8 @@
 //! operations (enrolment, `aloha face test`, a camera probe) send [`Response::FaceProgress`]
 //! reports before it. Who may ask what is decided by the daemon from the peer's SO_PEERCRED,
 //! never from anything in a message. Version 2 added face sign-in; version 3 the user's
-//! standing against their share of the TPM's failure budget in the status.
+//! standing against their share of the TPM's failure budget in the status; version 4 the
+//! password vault (its requests, the password in a sign-in's answer, its state in the status).
 
 mod face;
 
@@ -21,7 +22,7 @@ use crate::challenge::Nonce;
 use crate::lockout::{DaState, Gate, TpmPause, TpmShare};
 use crate::secret::Secret;
 
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Which key store protects a user's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +89,9 @@ pub enum Request {
         service: String,
         nonce: Nonce,
         pin: Secret,
+        /// Also open the user's password vault, if they keep one (pam_aloha, for the stack).
+        #[serde(default)]
+        vault: bool,
     },
     /// Root only: clear the user's failed attempts and lock.
     AdminUnlock { user: String },
@@ -108,6 +112,9 @@ pub enum Request {
         service: String,
         nonce: Nonce,
         timeout_ms: u64,
+        /// As for `sign_in`.
+        #[serde(default)]
+        vault: bool,
     },
     /// An attempt that reports every frame and the decision, but uses no key and counts
     /// nothing.
@@ -120,6 +127,15 @@ pub enum Request {
     /// the password — signed `user` in, so face sign-in, if paused after failed attempts, is
     /// on again.
     FaceResume { user: String },
+    /// Keep the user's account password sealed to their key, so a PIN or face sign-in can
+    /// hand it to the PAM stack (the login keyring). Checked through the password service
+    /// first, for root too: the vault must hold the right password.
+    VaultEnable { user: String, password: Secret },
+    /// Forget the user's password vault (root: anyone's).
+    VaultDisable { user: String },
+    /// Root only (pam_aloha's pam_sm_setcred after the password signed the user in): the
+    /// password the stack just accepted, to re-seal if the user keeps a vault.
+    VaultCapture { user: String, password: Secret },
     /// The camera survey (`aloha camera`).
     Camera,
     /// Root only: try the known IR-emitter controls on the camera in use and record the one
@@ -145,6 +161,9 @@ impl Request {
             Request::FaceList { .. } => "face_list",
             Request::FaceRemove { .. } => "face_remove",
             Request::FaceResume { .. } => "face_resume",
+            Request::VaultEnable { .. } => "vault_enable",
+            Request::VaultDisable { .. } => "vault_disable",
+            Request::VaultCapture { .. } => "vault_capture",
             Request::Camera => "camera",
             Request::CameraProbe => "camera_probe",
         }
@@ -168,6 +187,10 @@ pub enum Response {
         #[serde(with = "crate::hex::serde")]
         signature: Vec<u8>,
         backend: BackendKind,
+        /// The user's account password from their vault, when the request asked for it and
+        /// the vault opened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
     },
     /// A report while a long face operation runs; the final reply follows.
     FaceProgress(FaceProgress),
@@ -290,6 +313,23 @@ pub struct UserStatus {
     /// Face sign-in; `None` when the user has no face enrolled.
     #[serde(default)]
     pub face: Option<FaceStatus>,
+    /// The password vault.
+    #[serde(default)]
+    pub vault: VaultStatus,
+}
+
+/// Whether the user keeps their account password in a vault, and whether they may.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultStatus {
+    /// The administrator allows vaults for this user's key store (`[vault]` in aloha.toml).
+    pub allowed: bool,
+    /// When the password was last sealed; `None`: no vault.
+    #[serde(default)]
+    pub sealed_at: Option<u64>,
+    /// Why the vault cannot be used now (a key made before vaults, a corrupt file), in words.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +361,7 @@ mod tests {
             service: "sudo".into(),
             nonce: Nonce([3; 32]),
             pin: Secret::new("246810"),
+            vault: true,
         };
         let bytes = encode(&req).unwrap();
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);
@@ -358,7 +399,18 @@ mod tests {
         let s = Response::Signed {
             signature: vec![1; 64],
             backend: BackendKind::Tpm,
+            password: None,
         };
         assert_eq!(decode::<Response>(&encode(&s).unwrap()).unwrap(), s);
+        let with_password = Response::Signed {
+            signature: vec![1; 64],
+            backend: BackendKind::Tpm,
+            password: Some(Secret::new("correct horse")),
+        };
+        assert_eq!(
+            decode::<Response>(&encode(&with_password).unwrap()).unwrap(),
+            with_password
+        );
+        assert!(!format!("{with_password:?}").contains("correct horse"));
     }
 }

@@ -395,6 +395,55 @@ fn auth_value_ending_in_zero_works(kind: Kind) {
     sign_and_verify(store.backend.as_mut(), &key, &rewrapped, &auth);
 }
 
+/// The password vault: sealed to the public key alone, opened only through the key store's
+/// exchange with the key's own authValue — and still after a PIN change.
+fn the_vault_opens_only_with_the_right_auth(kind: Kind) {
+    use aloha_helper::vault::{Owner, open, seal};
+    let mut store = Store::new(kind);
+    let auth = pin("123456");
+    let key = store.backend.create(&auth).expect("create");
+    assert!(key.blob.can_exchange(), "new keys can open a vault");
+    let owner = Owner {
+        user: USER,
+        uid: 1000,
+        public_key: &key.public_key,
+    };
+    let sealed = seal(&owner, &Secret::new("correct horse 7")).expect("seal");
+    let shared = store
+        .backend
+        .exchange(&key.blob, &auth, &sealed.ephemeral)
+        .expect("exchange");
+    assert_eq!(
+        open(&owner, &sealed, &shared).expect("opens").expose(),
+        "correct horse 7"
+    );
+    let wrong = expect_err(
+        store
+            .backend
+            .exchange(&key.blob, &pin("654321"), &sealed.ephemeral),
+        "an exchange with the wrong PIN",
+    );
+    assert!(matches!(wrong, BackendError::AuthFailed), "{wrong:?}");
+    let bad_point = expect_err(
+        store.backend.exchange(&key.blob, &auth, &[4; 65]),
+        "an exchange with a point off the curve",
+    );
+    assert!(
+        !matches!(bad_point, BackendError::AuthFailed),
+        "{bad_point:?}"
+    );
+    let new_auth = pin("987654");
+    let rewrapped = store
+        .backend
+        .change_auth(&key.blob, &auth, &new_auth)
+        .expect("change auth");
+    let shared = store
+        .backend
+        .exchange(&rewrapped, &new_auth, &sealed.ephemeral)
+        .expect("exchange after a PIN change");
+    assert!(open(&owner, &sealed, &shared).is_ok());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -418,6 +467,7 @@ conformance!(
     corrupted_blob_is_refused_without_panic,
     many_cycles_do_not_leak,
     auth_value_ending_in_zero_works,
+    the_vault_opens_only_with_the_right_auth,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -456,6 +456,7 @@ fn sign_in_refusal(f: &Fixture) -> aloha::protocol::Failure {
         service: "test".into(),
         nonce: aloha::challenge::Nonce::random().unwrap(),
         pin: aloha::Secret::new(PIN),
+        vault: false,
     });
     match r {
         Err(ClientError::Refused(failure)) => failure,
@@ -1194,6 +1195,7 @@ fn fake_daemon(
                     service,
                     nonce,
                     pin,
+                    ..
                 } => match lie {
                     Lie::OtherNonce => {
                         let mut other = nonce;
@@ -1207,6 +1209,7 @@ fn fake_daemon(
                                 service,
                                 nonce: other,
                                 pin,
+                                vault: false,
                             })
                             .unwrap();
                         assert!(matches!(r, Response::Signed { .. }), "{r:?}");
@@ -1215,10 +1218,12 @@ fn fake_daemon(
                     Lie::Made => Response::Signed {
                         signature: vec![0x5a; 64],
                         backend: BackendKind::Tpm,
+                        password: None,
                     },
                     Lie::Short => Response::Signed {
                         signature: vec![1; 10],
                         backend: BackendKind::Tpm,
+                        password: None,
                     },
                     Lie::WrongReply => Response::Done {
                         message: "Verified.".into(),

@@ -99,6 +99,15 @@ impl KeyBlob {
             KeyBlob::Software { .. } => BackendKind::Software,
         }
     }
+
+    /// Whether the key can perform [`KeyBackend::exchange`] (open a password vault): every
+    /// software key; TPM keys made since the vault exists (earlier ones sign only).
+    pub fn can_exchange(&self) -> bool {
+        match self {
+            KeyBlob::Tpm { .. } => tpm::can_exchange_blob(self),
+            KeyBlob::Software { .. } => true,
+        }
+    }
 }
 
 impl fmt::Debug for KeyBlob {
@@ -118,6 +127,10 @@ impl fmt::Debug for KeyBlob {
         }
     }
 }
+
+/// Why a key cannot open a password vault: it was made before there was one.
+pub const OLD_KEY: &str = "this key was made before the password vault and can only sign: \
+     `aloha pin reset` makes one that can hold the vault";
 
 /// A freshly created key: its public half (SEC1 uncompressed, 65 bytes) and the first blob.
 #[derive(Debug, Clone)]
@@ -187,6 +200,16 @@ pub trait KeyBackend: Send {
         old: &AuthValue,
         new: &AuthValue,
     ) -> Result<KeyBlob, BackendError>;
+
+    /// The x-coordinate of the private key times `point` (SEC1 uncompressed): the ECDH
+    /// exchange that opens the user's password vault ([`crate::vault`]), released by `auth`
+    /// exactly as a signature is.
+    fn exchange(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        point: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, BackendError>;
 
     /// The TPM's dictionary-attack state; `None` for backends without one.
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError>;

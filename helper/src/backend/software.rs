@@ -190,6 +190,18 @@ impl KeyBackend for SoftwareVault {
         self.wrap(&scalar, new)
     }
 
+    fn exchange(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        point: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, BackendError> {
+        let key = Self::open(blob, auth)?;
+        let point = crate::vault::parse_point(point)
+            .ok_or_else(|| BackendError::BadBlob("the point is not on P-256".into()))?;
+        Ok(crate::vault::shared_x(key.as_nonzero_scalar(), &point))
+    }
+
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
         Ok(None)
     }

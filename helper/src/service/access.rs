@@ -75,6 +75,17 @@ impl Service {
                 format!("Your account password is needed to {what}."),
             ));
         };
+        self.check_account_password(caller, info, password)
+    }
+
+    /// The account password through the password service, one check at a time and with the
+    /// doubling wait after a wrong one, whoever asks (root too).
+    pub(super) fn check_account_password(
+        &self,
+        caller: &Caller,
+        info: &UserInfo,
+        password: &Secret,
+    ) -> Result<(), Failure> {
         let name = &info.name;
         let now = self.clock.now();
         if let Some(until) = self.password_checks.wait_until(name, now) {

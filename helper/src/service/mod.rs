@@ -33,6 +33,7 @@ mod registry_sync;
 mod sign_in;
 mod status;
 mod tpm_guard;
+mod vault;
 
 #[cfg(test)]
 mod tests;
@@ -224,9 +225,10 @@ impl Service {
                 service,
                 nonce,
                 pin,
+                vault,
             } => {
                 // Replies by itself, before its bookkeeping.
-                self.sign_in(caller, &user, &service, &nonce, &pin, client);
+                self.sign_in(caller, &user, &service, &nonce, &pin, vault, client);
                 return;
             }
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
@@ -240,7 +242,8 @@ impl Service {
                 service,
                 nonce,
                 timeout_ms,
-            } => self.face_sign_in(caller, &user, &service, &nonce, timeout_ms),
+                vault,
+            } => self.face_sign_in(caller, &user, &service, &nonce, timeout_ms, vault),
             Request::FaceTest { user, timeout_ms } => {
                 self.face_test(caller, &user, timeout_ms, &mut |p| client.progress(p))
             }
@@ -249,6 +252,11 @@ impl Service {
                 self.face_remove(caller, &user, label.as_deref())
             }
             Request::FaceResume { user } => self.face_resume(caller, &user),
+            Request::VaultEnable { user, password } => self.vault_enable(caller, &user, &password),
+            Request::VaultDisable { user } => self.vault_disable(caller, &user),
+            Request::VaultCapture { user, password } => {
+                self.vault_capture(caller, &user, &password)
+            }
             Request::CameraProbe => self.camera_probe(caller, &mut |p| client.progress(p)),
         };
         client.reply(result.unwrap_or_else(|failure| {

@@ -143,6 +143,16 @@ impl Service {
         if let Some(face) = face {
             message = format!("{message} {face}");
         }
+        // A vault sealed to the old key (or, after a set, to a key that is gone) cannot open.
+        match self.store.remove_vault(user) {
+            Ok(true) if kind == NewPin::Reset => {
+                message = format!(
+                    "{message} The password vault belonged to the old key and is gone: `aloha vault enable` keeps the password again."
+                )
+            }
+            Ok(_) => {}
+            Err(e) => warn!(user, error = %e, "cannot remove a password vault of the old key"),
+        }
         Ok(update.reply(message))
     }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
+use super::vault::open_vault;
 use super::{Caller, Client, Service, lock};
 use crate::backend::AuthValue;
 
@@ -53,6 +54,7 @@ pub(super) fn log_attempt(
 }
 
 impl Service {
+    #[allow(clippy::too_many_arguments)] // the request's fields, one by one, as handle() unpacks them
     pub(super) fn sign_in(
         &self,
         caller: &Caller,
@@ -60,11 +62,12 @@ impl Service {
         service: &str,
         nonce: &Nonce,
         pin: &Secret,
+        vault: bool,
         client: &mut dyn Client,
     ) {
         let started = Instant::now();
         let mut replied = false;
-        let result = self.sign_in_inner(caller, user, nonce, pin, &mut |response| {
+        let result = self.sign_in_inner(caller, user, nonce, pin, vault, &mut |response| {
             client.reply(response);
             replied = true;
         });
@@ -82,6 +85,7 @@ impl Service {
         user: &str,
         nonce: &Nonce,
         pin: &Secret,
+        vault: bool,
         reply: &mut dyn FnMut(Response),
     ) -> Result<Response, Failure> {
         let info = self.authorize(caller, user)?;
@@ -112,18 +116,27 @@ impl Service {
         let digest = signin_digest(user, nonce);
         let auth = AuthValue::from_pin(pin, &container.pin_salt);
         let blob = &container.protectors.pin;
-        let signed = |signature: &[u8]| Response::Signed {
+        let record = self.vault_for_sign_in(&info, &container, vault);
+        let signed = |(signature, password): &([u8; 64], Option<Secret>)| Response::Signed {
             signature: signature.to_vec(),
             backend: container.backend,
+            password: password.clone(),
         };
-        let signature = self.attempt_replying(
+        let outcome = self.attempt_replying(
             user,
             &container,
-            |b| b.sign(blob, &auth, &digest),
-            |signature| reply(signed(signature)),
+            |b| {
+                let signature = b.sign(blob, &auth, &digest)?;
+                // The PIN proved right: the vault opens with the same authValue, or not at all.
+                let password = record
+                    .as_ref()
+                    .and_then(|r| open_vault(b, &info, &container, r, blob, &auth));
+                Ok((signature, password))
+            },
+            |outcome| reply(signed(outcome)),
         )?;
         // After the reply: a face adaptation the PIN confirmed costs the person nothing.
         self.adapt_after_pin(user, &container);
-        Ok(signed(&signature))
+        Ok(signed(&outcome))
     }
 }

@@ -45,6 +45,7 @@ impl Service {
             _ => (None, None),
         };
         let face = self.face_status(user, &mut problems);
+        let vault = self.vault_status(&info, container.as_ref());
         Ok(UserStatus {
             user: info.name,
             uid: info.uid,
@@ -68,6 +69,7 @@ impl Service {
             protection: Some(backend.protection().to_string()),
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
             face,
+            vault,
         })
     }
 }

@@ -18,11 +18,12 @@
 //!       history.json         0600  salted, slow, keyed digests of previous PINs
 //!       face.json            0600  the face protector, the sealed face secret, sealed profiles
 //!       face-attempts.json   0600  failed face attempts (written ahead like attempts.json)
+//!       vault.json           0600  the account password sealed to the user's key (opt-in)
 //! ```
 //! Every write is atomic (temp file, fsync, rename, fsync dir). A file that exists but cannot be
 //! parsed is reported with its path and left untouched — never silently replaced.
 //!
-//! One file per kind of state: [`container`], [`attempts`], [`history`], [`face`]; [`files`] holds the
+//! One file per kind of state: [`container`], [`attempts`], [`history`], [`face`], [`vault`]; [`files`] holds the
 //! atomic writes and checked reads they all use.
 
 mod attempts;
@@ -31,6 +32,7 @@ pub mod crash;
 mod face;
 mod files;
 mod history;
+mod vault;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,7 @@ pub use container::{CONTAINER_VERSION, Container, Protectors};
 pub use face::{FACE_VERSION, FaceLabel, FaceRecord, SealedSecret};
 pub use files::write_atomic;
 pub use history::{HISTORY_SALT_LEN, History, StoredHistory};
+pub use vault::{VAULT_VERSION, VaultRecord};
 
 pub(crate) use files::ensure_dir;
 

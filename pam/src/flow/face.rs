@@ -84,13 +84,24 @@ pub(super) fn attempt<D: Daemon>(
     let Ready {
         attempt, daemon, ..
     } = ready;
-    let reply = daemon.face_sign_in(&attempt.user, &attempt.service, nonce, args.face_timeout);
+    let vault = ready.status.vault.sealed_at.is_some();
+    let reply = daemon.face_sign_in(
+        &attempt.user,
+        &attempt.service,
+        nonce,
+        args.face_timeout,
+        vault,
+    );
     match reply {
-        Ok(Response::Signed { signature, backend }) => {
-            match judge::verdict_of_signature(host, ready, &nonce, &signature, backend, "face") {
-                Verdict::Success => ControlFlow::Break(Verdict::Success),
-                denied => ControlFlow::Break(denied),
-            }
+        Ok(Response::Signed {
+            signature,
+            backend,
+            password,
+        }) => {
+            let verdict =
+                judge::verdict_of_signature(host, ready, &nonce, &signature, backend, "face");
+            judge::hand_over(host, &ready.attempt, verdict, password);
+            ControlFlow::Break(verdict)
         }
         Ok(other) => ControlFlow::Break(judge::denied(
             host,

@@ -22,8 +22,15 @@ pub(super) fn reply<D: Daemon>(
     let attempt = &ready.attempt;
     log_reply(host, attempt, &exchange.reply);
     match exchange.reply {
-        Ok(Response::Signed { signature, backend }) => {
-            verdict_of_signature(host, ready, &exchange.nonce, &signature, backend, "pin")
+        Ok(Response::Signed {
+            signature,
+            backend,
+            password,
+        }) => {
+            let verdict =
+                verdict_of_signature(host, ready, &exchange.nonce, &signature, backend, "pin");
+            hand_over(host, attempt, verdict, password);
+            verdict
         }
         Ok(other) => denied(
             host,
@@ -133,6 +140,31 @@ pub(super) fn verdict_of_signature<D: Daemon>(
                 },
             )
         }
+    }
+}
+
+/// After a verified sign-in, the password from the user's vault goes to PAM_AUTHTOK, where
+/// pam_gnome_keyring (or KWallet's module) later in the stack finds it and unlocks the
+/// keyring. Nothing is set for anything but a verified success.
+pub(super) fn hand_over(
+    host: &mut dyn Host,
+    attempt: &Attempt,
+    verdict: Verdict,
+    password: Option<aloha::Secret>,
+) {
+    let Some(password) = password else {
+        return;
+    };
+    if verdict != Verdict::Success {
+        return;
+    }
+    match host.set_authtok(&password) {
+        Ok(()) => attempt.log(
+            host,
+            Level::Info,
+            "the password vault opened: PAM_AUTHTOK is set for the keyring",
+        ),
+        Err(()) => attempt.log(host, Level::Error, "cannot set PAM_AUTHTOK from the vault"),
     }
 }
 

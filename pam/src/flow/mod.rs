@@ -44,12 +44,18 @@ use crate::daemon::Daemon;
 use crate::host::{Host, Level};
 
 pub use attempt::Verdict;
-pub use resume::resume_face;
+pub use resume::{after_other_module_with, keep_password_with};
 
 /// After another module signed the user in (pam_sm_setcred in a root application): a face
 /// paused after failed attempts is on again.
 pub fn after_other_module(host: &mut dyn Host, args: &Args) {
-    resume_face(host, args, Alohad::open);
+    after_other_module_with(host, args, Alohad::open);
+}
+
+/// The `keep_password` line after the password module (root applications only): the user's
+/// password vault, if they keep one, gets the password the stack accepted.
+pub fn keep_password(host: &mut dyn Host, args: &Args) {
+    keep_password_with(host, args, Alohad::open);
 }
 
 /// One sign-in attempt against the real config, registry and alohad.

@@ -37,6 +37,7 @@ pub(super) fn send<D: Daemon>(
         Level::Debug,
         "sending the nonce and the PIN to alohad",
     );
-    let reply = daemon.sign_in(&attempt.user, &attempt.service, nonce, pin);
+    let vault = ready.status.vault.sealed_at.is_some();
+    let reply = daemon.sign_in(&attempt.user, &attempt.service, nonce, pin, vault);
     ControlFlow::Continue(Exchange { nonce, reply })
 }

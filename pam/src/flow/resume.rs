@@ -1,8 +1,10 @@
 //! After another module (the password) signed the user in. pam_sm_setcred runs in the root
 //! PAM applications (sudo, su, login, the greeters) only after a successful authentication,
-//! so when it finds that pam_aloha did not do it, it tells alohad: a face paused after failed
-//! attempts is on again, as after a PIN sign-in (Windows Hello does the same). alohad believes
-//! only root; a screen locker running as the user is not asked to.
+//! so when it finds that pam_aloha did not do it, it tells alohad two things: a face paused
+//! after failed attempts is on again, as after a PIN sign-in (Windows Hello does the same); and,
+//! for a user who keeps a password vault, the password the stack just accepted (PAM_AUTHTOK)
+//! is sealed again, so a password changed elsewhere is picked up at the next password sign-in.
+//! alohad believes only root; a screen locker running as the user is not asked to.
 
 use aloha::config::ConfigError;
 use aloha::protocol::Response;
@@ -14,7 +16,7 @@ use crate::host::{Host, Level};
 
 /// Tell alohad that `user` signed in by another module. Never fails the stack: the outcome is
 /// logged (at debug level unless the face was paused).
-pub fn resume_face<D: Daemon>(
+pub fn after_other_module_with<D: Daemon>(
     host: &mut dyn Host,
     args: &Args,
     open: impl FnOnce(&Args) -> Result<D, ConfigError>,
@@ -22,23 +24,9 @@ pub fn resume_face<D: Daemon>(
     if !args.face {
         return;
     }
-    let Some(user) = host.user() else {
+    let Some((user, mut daemon)) = registered_user(host, args, open) else {
         return;
     };
-    let mut daemon = match open(args) {
-        Ok(d) => d,
-        Err(e) => {
-            host.log(Level::Debug, &format!("setcred: config: {e}"));
-            return;
-        }
-    };
-    // Users without a registered key have nothing to resume: no connection for them.
-    let registered = host
-        .uid_of(&user)
-        .is_some_and(|uid| daemon.registered_key(&user, uid).is_ok());
-    if !registered {
-        return;
-    }
     // Only a paused face needs it: one status request, and a second only then.
     let paused = matches!(
         daemon.status(&user),
@@ -51,36 +39,92 @@ pub fn resume_face<D: Daemon>(
         );
         return;
     }
-    match daemon.face_resume(&user) {
+    say(
+        host,
+        &user,
+        "face sign-in stays paused",
+        daemon.face_resume(&user),
+    );
+}
+
+/// The `keep_password` line, after the password module in the auth stack: a user who keeps a
+/// password vault gets the password the stack just accepted (PAM_AUTHTOK) sealed again, so a
+/// password changed elsewhere is picked up at the next password sign-in. Never fails the
+/// stack.
+pub fn keep_password_with<D: Daemon>(
+    host: &mut dyn Host,
+    args: &Args,
+    open: impl FnOnce(&Args) -> Result<D, ConfigError>,
+) {
+    let Some(password) = host.authtok().filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let Some((user, mut daemon)) = registered_user(host, args, open) else {
+        return;
+    };
+    let keeps = matches!(
+        daemon.status(&user),
+        Ok(Response::Status(s)) if s.vault.sealed_at.is_some()
+    );
+    if keeps {
+        say(
+            host,
+            &user,
+            "the password vault keeps the old password",
+            daemon.vault_capture(&user, password),
+        );
+    }
+}
+
+/// The user and the daemon side, for a user with a registered key (no connection for others).
+fn registered_user<D: Daemon>(
+    host: &mut dyn Host,
+    args: &Args,
+    open: impl FnOnce(&Args) -> Result<D, ConfigError>,
+) -> Option<(String, D)> {
+    let user = host.user()?;
+    let daemon = match open(args) {
+        Ok(d) => d,
+        Err(e) => {
+            host.log(Level::Debug, &format!("setcred: config: {e}"));
+            return None;
+        }
+    };
+    let registered = host
+        .uid_of(&user)
+        .is_some_and(|uid| daemon.registered_key(&user, uid).is_ok());
+    registered.then_some((user, daemon))
+}
+
+/// Log alohad's answer to one of setcred's requests; `failed` says what a failure means.
+fn say(host: &mut dyn Host, user: &str, failed: &str, reply: Result<Response, CallError>) {
+    match reply {
         Ok(Response::Done { message }) => {
             host.log(
                 Level::Notice,
-                &format!("user={} setcred: {message}", Untrusted(&user)),
+                &format!("user={} setcred: {message}", Untrusted(user)),
             );
         }
         Ok(_) => host.log(
             Level::Error,
-            &format!("user={} setcred: unexpected reply", Untrusted(&user)),
+            &format!("user={} setcred: unexpected reply", Untrusted(user)),
         ),
         Err(CallError::NotSent(e) | CallError::Sent(e)) => host.log(
             Level::Notice,
-            &format!(
-                "user={} setcred: face sign-in stays paused: {e}",
-                Untrusted(&user)
-            ),
+            &format!("user={} setcred: {failed}: {e}", Untrusted(user)),
         ),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::resume_face;
+    use super::{after_other_module_with, keep_password_with};
     use crate::args::Args;
     use crate::scripted::{Face, FaceReply, Reply, ScriptedDaemon, ScriptedHost};
 
     fn run(daemon: &mut ScriptedDaemon, args: &[&str]) -> ScriptedHost {
         let mut host = ScriptedHost::new("sudo", None);
-        resume_face(&mut host, &Args::parse(args.iter().copied()), |_| {
+        after_other_module_with(&mut host, &Args::parse(args.iter().copied()), |_| {
             Ok(&mut *daemon)
         });
         host
@@ -119,6 +163,41 @@ mod tests {
         };
         run(&mut off, &["noface"]);
         assert_eq!(off.face_resumes, 0);
+    }
+
+    #[test]
+    fn a_kept_vault_gets_the_password_the_stack_accepted() {
+        let run_with = |daemon: &mut ScriptedDaemon, authtok: Option<&str>| {
+            let mut host = ScriptedHost::new("sudo", None);
+            host.authtok = authtok.map(Into::into);
+            keep_password_with(&mut host, &Args::parse(["keep_password"]), |_| {
+                Ok(&mut *daemon)
+            });
+            host
+        };
+        let mut keeps = ScriptedDaemon {
+            vault: true,
+            ..ScriptedDaemon::OPEN
+        };
+        let host = run_with(&mut keeps, Some("new password 8"));
+        assert_eq!(keeps.captured, ["new password 8"]);
+        assert!(
+            host.logged().contains("holds the password"),
+            "{:?}",
+            host.logs
+        );
+        assert!(!host.logged().contains("new password 8"));
+        // Nothing to keep: no vault, no password in the handle, an empty one.
+        let mut none = ScriptedDaemon::OPEN;
+        run_with(&mut none, Some("new password 8"));
+        assert!(none.captured.is_empty());
+        let mut keeps = ScriptedDaemon {
+            vault: true,
+            ..ScriptedDaemon::OPEN
+        };
+        run_with(&mut keeps, None);
+        run_with(&mut keeps, Some(""));
+        assert!(keeps.captured.is_empty());
     }
 
     #[test]

@@ -348,3 +348,63 @@ fn an_unreadable_config_falls_through() {
         h.logs
     );
 }
+
+/// The password vault: alohad's password goes to PAM_AUTHTOK only after a signature that
+/// verifies, and is asked for only when the status says the user keeps one.
+#[test]
+fn the_vault_password_reaches_pam_authtok_only_after_a_verified_sign_in() {
+    use crate::scripted::{Face, FaceReply, VAULT_PASSWORD};
+    let run = |fake: &mut ScriptedDaemon, args: &[&str]| {
+        let mut host = ScriptedHost::new("sudo", None);
+        let verdict = authenticate_with(&mut host, &Args::parse(args.iter().copied()), |_| {
+            Ok(&mut *fake)
+        });
+        (verdict, host)
+    };
+
+    let mut keeps = ScriptedDaemon {
+        vault: true,
+        ..ScriptedDaemon::OPEN
+    };
+    let (verdict, host) = run(&mut keeps, &[]);
+    assert_eq!(verdict, Verdict::Success);
+    assert_eq!(keeps.vault_asked, 1);
+    assert_eq!(host.authtok.as_deref(), Some(VAULT_PASSWORD));
+    assert!(
+        host.logged().contains("PAM_AUTHTOK is set"),
+        "{:?}",
+        host.logs
+    );
+    assert!(
+        !host.logged().contains(VAULT_PASSWORD),
+        "the password in a log line"
+    );
+
+    // No vault: not even asked for.
+    let mut none = ScriptedDaemon::OPEN;
+    let (verdict, host) = run(&mut none, &[]);
+    assert_eq!(verdict, Verdict::Success);
+    assert_eq!(none.vault_asked, 0);
+    assert_eq!(host.authtok, None);
+
+    // An answer that does not verify hands nothing over, whatever came with it.
+    let mut forged = ScriptedDaemon {
+        vault: true,
+        reply: Reply::SignedByAnotherKey,
+        ..ScriptedDaemon::OPEN
+    };
+    let (verdict, host) = run(&mut forged, &[]);
+    assert_eq!(verdict, Verdict::AuthErr);
+    assert_eq!(host.authtok, None);
+
+    // The face opens it too.
+    let mut face = ScriptedDaemon {
+        vault: true,
+        face: Face::Answers(FaceReply::Signed),
+        ..ScriptedDaemon::OPEN
+    };
+    let (verdict, host) = run(&mut face, &[]);
+    assert_eq!(verdict, Verdict::Success);
+    assert_eq!((face.face_sign_ins, face.sign_ins), (1, 0));
+    assert_eq!(host.authtok.as_deref(), Some(VAULT_PASSWORD));
+}

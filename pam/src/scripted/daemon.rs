@@ -93,7 +93,16 @@ pub struct ScriptedDaemon {
     pub face_resumes: usize,
     /// The registry now holds key 8 instead of key 7.
     pub republished: bool,
+    /// alice keeps a password vault holding [`VAULT_PASSWORD`].
+    pub vault: bool,
+    /// How many sign-ins (PIN or face) asked for the vault.
+    pub vault_asked: usize,
+    /// The passwords setcred asked alohad to keep.
+    pub captured: Vec<String>,
 }
+
+/// The password in alice's scripted vault.
+pub const VAULT_PASSWORD: &str = "correct horse 7";
 
 impl ScriptedDaemon {
     /// alice is enrolled, nothing is in her way, and the PIN is right.
@@ -106,6 +115,9 @@ impl ScriptedDaemon {
         face_sign_ins: 0,
         face_resumes: 0,
         republished: false,
+        vault: false,
+        vault_asked: 0,
+        captured: Vec::new(),
     };
 }
 
@@ -233,6 +245,11 @@ impl Daemon for &mut ScriptedDaemon {
             protection: None,
             problem: None,
             face: self.face_status(),
+            vault: aloha::protocol::VaultStatus {
+                allowed: true,
+                sealed_at: self.vault.then_some(NOW - 60),
+                problem: None,
+            },
         }))
     }
     fn sign_in(
@@ -241,14 +258,18 @@ impl Daemon for &mut ScriptedDaemon {
         service: &str,
         nonce: Nonce,
         pin: Secret,
+        vault: bool,
     ) -> Result<Response, CallError> {
         assert_eq!((user, service), ("alice", "sudo"));
         assert_eq!(nonce, Nonce([5; 32]));
         assert!(!pin.is_empty());
         self.sign_ins += 1;
+        self.vault_asked += usize::from(vault);
+        let password = (vault && self.vault).then(|| Secret::new(VAULT_PASSWORD));
         let signed = |signature| Response::Signed {
             signature,
             backend: aloha::protocol::BackendKind::Tpm,
+            password: password.clone(),
         };
         match self.reply {
             Reply::Signed => Ok(signed(sign(7, user, &nonce))),
@@ -300,6 +321,16 @@ impl Daemon for &mut ScriptedDaemon {
             message: "Face sign-in is on again for alice (5 failed attempts cleared).".into(),
         })
     }
+    fn vault_capture(&mut self, user: &str, password: Secret) -> Result<Response, CallError> {
+        assert_eq!(user, "alice");
+        self.captured.push(password.expose().to_string());
+        if matches!(self.reply, Reply::Down) {
+            return Err(down());
+        }
+        Ok(Response::Done {
+            message: "alice's password vault holds the password just used.".into(),
+        })
+    }
 
     fn face_sign_in(
         &mut self,
@@ -307,17 +338,21 @@ impl Daemon for &mut ScriptedDaemon {
         service: &str,
         nonce: Nonce,
         timeout: Duration,
+        vault: bool,
     ) -> Result<Response, CallError> {
         assert_eq!((user, service), ("alice", "sudo"));
         assert_eq!(nonce, Nonce([5; 32]));
         assert_eq!(timeout, crate::args::DEFAULT_FACE_TIMEOUT);
         self.face_sign_ins += 1;
+        self.vault_asked += usize::from(vault);
+        let password = (vault && self.vault).then(|| Secret::new(VAULT_PASSWORD));
         let Face::Answers(reply) = self.face else {
             panic!("a face sign-in without a usable face: {:?}", self.face)
         };
         let signed = |signature| Response::Signed {
             signature,
             backend: aloha::protocol::BackendKind::Tpm,
+            password: password.clone(),
         };
         match reply {
             FaceReply::Signed => Ok(signed(sign(7, user, &nonce))),

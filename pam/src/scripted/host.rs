@@ -15,6 +15,8 @@ pub struct ScriptedHost {
     pub noticed: Vec<String>,
     /// How many times the PIN was asked for.
     pub asked: usize,
+    /// PAM_AUTHTOK.
+    pub authtok: Option<String>,
 }
 
 /// What the user does at the PIN prompt.
@@ -35,6 +37,7 @@ impl ScriptedHost {
             told: vec![],
             noticed: vec![],
             asked: 0,
+            authtok: None,
         }
     }
 
@@ -90,5 +93,12 @@ impl Host for ScriptedHost {
     }
     fn uid_of(&self, user: &str) -> Option<u32> {
         (user == "alice").then_some(1000)
+    }
+    fn authtok(&self) -> Option<Secret> {
+        self.authtok.as_deref().map(Secret::new)
+    }
+    fn set_authtok(&mut self, password: &Secret) -> Result<(), ()> {
+        self.authtok = Some(password.expose().to_string());
+        Ok(())
     }
 }

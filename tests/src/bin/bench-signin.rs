@@ -52,6 +52,7 @@ fn main() {
                     service: "bench".into(),
                     nonce,
                     pin: Secret::new(PIN),
+                    vault: false,
                 })
                 .unwrap();
             let Response::Signed { signature, .. } = reply else {

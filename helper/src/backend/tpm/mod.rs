@@ -36,7 +36,9 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 use zeroize::Zeroizing;
 
-use super::{AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey, pack_signature};
+use super::{
+    AuthValue, BackendError, DaState, KeyBackend, KeyBlob, NewKey, OLD_KEY, pack_signature,
+};
 
 mod da;
 mod errors;
@@ -49,10 +51,16 @@ pub use primary_pin::PrimaryPin;
 use da::read_da_state;
 use errors::{REACH_HINT, Step, internal};
 use objects::{
-    TpmBlob, check_history_public, check_sealed_public, history_key_template, key_blob,
-    sealed_data_template, sec1_public_key, signing_key_template, tss_auth,
+    TpmBlob, can_exchange, check_history_public, check_sealed_public, history_key_template,
+    key_blob, sealed_data_template, sec1_public_key, signing_key_template, tpm_point, tss_auth,
 };
 use session::Connection;
+
+/// Whether a stored sign-in key can also perform the vault's key exchange (see
+/// [`KeyBlob::can_exchange`]); a blob that does not parse cannot.
+pub(crate) fn can_exchange_blob(blob: &KeyBlob) -> bool {
+    TpmBlob::parse(blob).is_ok_and(|b| can_exchange(&b.public))
+}
 
 /// A TPM 2.0 key store reached through a tpm2-tss TCTI.
 pub struct TpmBackend {
@@ -335,6 +343,37 @@ impl KeyBackend for TpmBackend {
             })
         })?;
         blob.with_private(&private)
+    }
+
+    fn exchange(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        point: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, BackendError> {
+        let blob = TpmBlob::parse(blob)?;
+        if !can_exchange(&blob.public) {
+            return Err(BackendError::BadBlob(OLD_KEY.into()));
+        }
+        let in_point = tpm_point(point)?;
+        let key_auth = tss_auth(auth)?;
+        let shared = self.in_session(|me, conn, session| {
+            me.with_loaded_key(conn, session, &blob, |conn, key| {
+                conn.ctx
+                    .tr_set_auth(key.into(), key_auth.clone())
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                // The shared point is the secret: it comes back encrypted.
+                conn.set_encryption(session, true, true)
+                    .map_err(|e| me.tpm_error(Step::Session, &e))?;
+                conn.ctx
+                    .execute_with_session(Some(session), |c| c.ecdh_z_gen(key, in_point.clone()))
+                    .map_err(|e| me.tpm_error(Step::Authorize, &e))
+            })
+        })?;
+        let x = aloha::challenge::pad32(shared.x().value()).ok_or_else(|| {
+            BackendError::Unavailable("the TPM returned a shared point longer than 32 bytes".into())
+        })?;
+        Ok(Zeroizing::new(x))
     }
 
     fn create_history_key(&mut self) -> Result<Option<KeyBlob>, BackendError> {

@@ -8,9 +8,9 @@ use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::structures::{
-    Auth, Digest, EccPoint, EccScheme, HashScheme, KeyedHashScheme, Private, Public, PublicBuffer,
-    PublicBuilder, PublicEccParameters, PublicEccParametersBuilder, PublicKeyedHashParameters,
-    SymmetricDefinitionObject,
+    Auth, Digest, EccParameter, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
+    KeyedHashScheme, Private, Public, PublicBuffer, PublicBuilder, PublicEccParameters,
+    PublicEccParametersBuilder, PublicKeyedHashParameters, SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 
@@ -72,17 +72,37 @@ fn unrestricted_signing_attributes(no_da: bool) -> Result<ObjectAttributes, TssE
         .build()
 }
 
-/// A user's authentication key: P-256 ECDSA-SHA256, sign-only, not restricted, DA-protected.
+/// A user's authentication key: P-256, not restricted, DA-protected, that signs (ECDSA-SHA256,
+/// the scheme given with each TPM2_Sign) and performs the key exchange that opens the user's
+/// password vault (TPM2_ECDH_ZGen). The TPM requires the NULL scheme on a key that does both.
+/// Both uses need the same authValue, so the vault opens only for the gesture that signs.
 pub(super) fn signing_key_template() -> Result<Public, TssError> {
-    let attributes = unrestricted_signing_attributes(false)?;
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_sign_encrypt(true)
+        .with_decrypt(true)
+        .with_restricted(false)
+        .with_no_da(false)
+        .build()?;
     ecc_p256(
         attributes,
-        PublicEccParametersBuilder::new_unrestricted_signing_key(
-            ecdsa_sha256(),
-            EccCurve::NistP256,
-        )
-        .build()?,
+        PublicEccParametersBuilder::new()
+            .with_ecc_scheme(EccScheme::Null)
+            .with_curve(EccCurve::NistP256)
+            .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+            .with_symmetric(SymmetricDefinitionObject::Null)
+            .with_restricted(false)
+            .build()?,
     )
+}
+
+/// Whether a sign-in key (checked by `TpmBlob::parse`) can open a password vault: keys made
+/// before the vault existed sign only.
+pub(super) fn can_exchange(public: &Public) -> bool {
+    matches!(public, Public::Ecc { object_attributes, .. } if object_attributes.decrypt())
 }
 
 /// alohad's PIN-history key: HMAC-SHA256, no authValue, noDA (its use judges no PIN), fixedTPM:
@@ -226,20 +246,21 @@ fn check_key_public(public: &Public) -> Result<(), BackendError> {
     else {
         return Err(BackendError::BadBlob("the key is not an ECC key".into()));
     };
-    if parameters.ecc_curve() != EccCurve::NistP256 || parameters.ecc_scheme() != ecdsa_sha256() {
+    // Two kinds: sign-only with the ECDSA-SHA256 scheme (made before the password vault), and
+    // sign-and-exchange with the NULL scheme (what `signing_key_template` makes now).
+    let kind_ok = if a.decrypt() {
+        parameters.ecc_scheme() == EccScheme::Null
+    } else {
+        parameters.ecc_scheme() == ecdsa_sha256()
+    };
+    if parameters.ecc_curve() != EccCurve::NistP256 || !kind_ok {
         return Err(BackendError::BadBlob(
-            "the key is not a P-256 ECDSA-SHA256 key".into(),
+            "the key is not a P-256 key as Aloha makes them".into(),
         ));
     }
-    if !a.sign_encrypt()
-        || a.decrypt()
-        || a.restricted()
-        || a.no_da()
-        || !a.user_with_auth()
-        || !a.fixed_tpm()
-    {
+    if !a.sign_encrypt() || a.restricted() || a.no_da() || !a.user_with_auth() || !a.fixed_tpm() {
         return Err(BackendError::BadBlob(
-            "the key's attributes are not those of an Aloha sign-in key (sign-only, DA-protected, fixedTPM)".into(),
+            "the key's attributes are not those of an Aloha sign-in key (signing, DA-protected, fixedTPM)".into(),
         ));
     }
     Ok(())
@@ -330,6 +351,24 @@ pub(super) fn sec1_public_key(public: &Public) -> Result<Vec<u8>, BackendError> 
     out.extend_from_slice(&x);
     out.extend_from_slice(&y);
     Ok(out)
+}
+
+/// A SEC1 uncompressed point as the TPM takes it.
+pub(super) fn tpm_point(sec1: &[u8]) -> Result<EccPoint, BackendError> {
+    let [0x04, coords @ ..] = sec1 else {
+        return Err(BackendError::BadBlob(
+            "the point is not SEC1 uncompressed".into(),
+        ));
+    };
+    if coords.len() != 64 {
+        return Err(BackendError::BadBlob(
+            "the point is not a P-256 point".into(),
+        ));
+    }
+    let (x, y) = coords.split_at(32);
+    let coord =
+        |c: &[u8]| EccParameter::try_from(c).map_err(|e| internal("a point coordinate", &e));
+    Ok(EccPoint::new(coord(x)?, coord(y)?))
 }
 
 #[cfg(test)]

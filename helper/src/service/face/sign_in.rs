@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use super::super::failures::store_failure;
 use super::super::key_stores::backend_failure;
 use super::super::sign_in::{Factor, log_attempt};
+use super::super::vault::open_vault;
 use super::super::{Caller, Service, lock};
 use super::capture::Capture;
 use crate::recognition::Step;
@@ -37,9 +38,10 @@ impl Service {
         service: &str,
         nonce: &Nonce,
         timeout_ms: u64,
+        vault: bool,
     ) -> Result<Response, Failure> {
         let started = Instant::now();
-        let result = self.face_sign_in_inner(caller, user, nonce, timeout_ms);
+        let result = self.face_sign_in_inner(caller, user, nonce, timeout_ms, vault);
         log_attempt(Factor::Face, caller, user, service, &result, started);
         result
     }
@@ -50,6 +52,7 @@ impl Service {
         user: &str,
         nonce: &Nonce,
         timeout_ms: u64,
+        vault: bool,
     ) -> Result<Response, Failure> {
         let info = self.authorize(caller, user)?;
         let guard = self.user_lock(user);
@@ -89,18 +92,28 @@ impl Service {
         let miss = match end {
             Capture::Done(Step::Matched { .. }) => {
                 let digest = signin_digest(user, nonce);
+                let vault = self.vault_for_sign_in(&info, &container, vault);
                 let signed = {
                     let mut store = self.key_store(container.backend)?;
-                    store
-                        .get()
-                        .sign(&record.protector, &secrets.auth(), &digest)
+                    let backend = store.get();
+                    let auth = secrets.auth();
+                    backend
+                        .sign(&record.protector, &auth, &digest)
+                        .map(|signature| {
+                            // The face's copy of the key opens the vault as the PIN's would.
+                            let password = vault.as_ref().and_then(|v| {
+                                open_vault(backend, &info, &container, v, &record.protector, &auth)
+                            });
+                            (signature, password)
+                        })
                 };
                 return match signed {
-                    Ok(signature) => {
+                    Ok((signature, password)) => {
                         self.forget_face_failures(user);
                         Ok(Response::Signed {
                             signature: signature.to_vec(),
                             backend: container.backend,
+                            password,
                         })
                     }
                     Err(e) => {

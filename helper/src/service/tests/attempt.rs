@@ -227,6 +227,7 @@ fn a_sign_in_replies_before_the_reset_and_after_the_count() {
             service: "test".into(),
             nonce: Nonce::random().unwrap(),
             pin: Secret::new(pin),
+            vault: false,
         };
         f.service.handle(&ALICE, request, &mut client);
         client.seen

@@ -104,6 +104,7 @@ fn sign_in_together(service: &Arc<Service>, callers: &[(Caller, &'static str)]) 
                         service: "t".into(),
                         nonce: Nonce::random().unwrap(),
                         pin: Secret::new(PIN),
+                        vault: false,
                     },
                 )
             })

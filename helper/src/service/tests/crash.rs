@@ -135,6 +135,7 @@ fn signs_in(f: &Fixture, pin: &str) -> bool {
             service: "test".into(),
             nonce,
             pin: Secret::new(pin),
+            vault: false,
         },
     ) else {
         return false;

@@ -27,6 +27,7 @@ impl Fixture {
                 service: "test".into(),
                 nonce,
                 timeout_ms: 400,
+                vault: false,
             },
         )?;
         let Response::Signed { signature, .. } = resp else {
@@ -99,6 +100,7 @@ fn a_live_match_signs_with_the_users_key() {
             service: "t".into(),
             nonce: Nonce::random().unwrap(),
             timeout_ms: 400,
+            vault: false,
         },
     );
     assert_eq!(f.code(r), ErrorCode::Forbidden);
@@ -227,6 +229,7 @@ fn one_camera_user_at_a_time() {
             service: "t".into(),
             nonce: Nonce::random().unwrap(),
             timeout_ms: 400,
+            vault: false,
         },
     );
     let e = r.unwrap_err();

@@ -177,6 +177,15 @@ impl KeyBackend for Scripted {
         let changed = self.judge(|v| v.change_auth(&blob, old, new))?;
         Ok(self.wrap(changed))
     }
+    fn exchange(
+        &mut self,
+        blob: &KeyBlob,
+        auth: &AuthValue,
+        point: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, BackendError> {
+        let blob = unwrap_blob(blob);
+        self.judge(|v| v.exchange(&blob, auth, point))
+    }
     fn dictionary_attack_state(&mut self) -> Result<Option<DaState>, BackendError> {
         Ok(self.tpm.as_ref().map(|t| *lock(&t.da)))
     }
@@ -429,6 +438,7 @@ impl Fixture {
                 service: "test".into(),
                 nonce,
                 pin: Secret::new(pin),
+                vault: false,
             },
         )?;
         let Response::Signed { signature, .. } = resp else {

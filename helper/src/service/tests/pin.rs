@@ -155,6 +155,7 @@ fn software_containers_keep_working_when_the_default_is_the_tpm() {
             service: "t".into(),
             nonce,
             pin: Secret::new(PIN),
+            vault: false,
         },
     );
     assert!(

@@ -220,6 +220,7 @@ fn one_user_cannot_spend_the_tpm_failure_budget_of_everyone() {
             service: "test".into(),
             nonce: Nonce::random().unwrap(),
             pin: Secret::new(OTHER_PIN),
+            vault: false,
         },
     );
     assert!(
