@@ -22,6 +22,16 @@ fn owner<'a>(info: &'a UserInfo, container: &'a Container) -> Owner<'a> {
     }
 }
 
+fn not_empty(password: &Secret) -> Result<(), Failure> {
+    if password.is_empty() {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "An empty password is not kept.",
+        ));
+    }
+    Ok(())
+}
+
 impl Service {
     /// `aloha vault enable`: the password, checked, sealed to the user's key.
     pub(super) fn vault_enable(
@@ -31,12 +41,7 @@ impl Service {
         password: &Secret,
     ) -> Result<Response, Failure> {
         let info = self.authorize(caller, user)?;
-        if password.is_empty() {
-            return Err(Failure::new(
-                ErrorCode::BadRequest,
-                "An empty password is not kept.",
-            ));
-        }
+        not_empty(password)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         let container = self.load_container(&info)?;
@@ -82,12 +87,7 @@ impl Service {
     ) -> Result<Response, Failure> {
         self.require_root(caller, user)?;
         let info = self.authorize(caller, user)?;
-        if password.is_empty() {
-            return Err(Failure::new(
-                ErrorCode::BadRequest,
-                "An empty password is not kept.",
-            ));
-        }
+        not_empty(password)?;
         let guard = self.user_lock(user);
         let _held = lock(&guard);
         if self
