@@ -97,12 +97,9 @@ pub(super) fn attempt<D: Daemon>(
             signature,
             backend,
             password,
-        }) => {
-            let verdict =
-                judge::verdict_of_signature(host, ready, &nonce, &signature, backend, "face");
-            judge::hand_over(host, &ready.attempt, verdict, password);
-            ControlFlow::Break(verdict)
-        }
+        }) => ControlFlow::Break(judge::signed(
+            host, ready, &nonce, &signature, backend, password, "face",
+        )),
         Ok(other) => ControlFlow::Break(judge::denied(
             host,
             ready,

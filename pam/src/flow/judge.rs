@@ -26,12 +26,15 @@ pub(super) fn reply<D: Daemon>(
             signature,
             backend,
             password,
-        }) => {
-            let verdict =
-                verdict_of_signature(host, ready, &exchange.nonce, &signature, backend, "pin");
-            hand_over(host, attempt, verdict, password);
-            verdict
-        }
+        }) => signed(
+            host,
+            ready,
+            &exchange.nonce,
+            &signature,
+            backend,
+            password,
+            "pin",
+        ),
         Ok(other) => denied(
             host,
             ready,
@@ -75,7 +78,7 @@ fn log_reply(host: &mut dyn Host, attempt: &Attempt, reply: &Result<Response, Ca
 
 /// A signature: success only if it is the registered key's, over this user and our nonce.
 /// `factor` ("pin", "face") says what released the key, for the log.
-pub(super) fn verdict_of_signature<D: Daemon>(
+fn verdict_of_signature<D: Daemon>(
     host: &mut dyn Host,
     ready: &Ready<D>,
     nonce: &Nonce,
@@ -143,22 +146,31 @@ pub(super) fn verdict_of_signature<D: Daemon>(
     }
 }
 
-/// After a verified sign-in, the password from the user's vault goes to PAM_AUTHTOK, where
-/// pam_gnome_keyring (or KWallet's module) later in the stack finds it and unlocks the
-/// keyring. Nothing is set for anything but a verified success.
-pub(super) fn hand_over(
+/// alohad's `signed` reply, PIN or face: the verdict on the signature, and after a verified
+/// one, the password from the user's vault goes to PAM_AUTHTOK, where pam_gnome_keyring (or
+/// KWallet's module) later in the stack finds it and unlocks the keyring. Nothing is set for
+/// anything but a verified success.
+#[allow(clippy::too_many_arguments)] // the reply's fields, as it came
+pub(super) fn signed<D: Daemon>(
     host: &mut dyn Host,
-    attempt: &Attempt,
-    verdict: Verdict,
+    ready: &Ready<D>,
+    nonce: &Nonce,
+    signature: &[u8],
+    backend: BackendKind,
     password: Option<aloha::Secret>,
-) {
-    let Some(password) = password else {
-        return;
-    };
-    if verdict != Verdict::Success {
-        return;
+    factor: &str,
+) -> Verdict {
+    let verdict = verdict_of_signature(host, ready, nonce, signature, backend, factor);
+    if verdict == Verdict::Success
+        && let Some(password) = password
+    {
+        hand_over(host, &ready.attempt, &password);
     }
-    match host.set_authtok(&password) {
+    verdict
+}
+
+fn hand_over(host: &mut dyn Host, attempt: &Attempt, password: &aloha::Secret) {
+    match host.set_authtok(password) {
         Ok(()) => attempt.log(
             host,
             Level::Info,

@@ -57,9 +57,9 @@ fn ecdsa_sha256() -> EccScheme {
     EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
 }
 
-/// A key that never leaves this TPM, made inside it, used with its authValue, that signs (ECDSA
-/// or HMAC) and does nothing else; `no_da`: its use judges no PIN.
-fn unrestricted_signing_attributes(no_da: bool) -> Result<ObjectAttributes, TssError> {
+/// The PIN-history key's attributes: it never leaves this TPM, is made inside it, signs (HMAC)
+/// and does nothing else, and its use judges no PIN (noDA).
+fn history_key_attributes() -> Result<ObjectAttributes, TssError> {
     ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -68,7 +68,7 @@ fn unrestricted_signing_attributes(no_da: bool) -> Result<ObjectAttributes, TssE
         .with_sign_encrypt(true)
         .with_decrypt(false)
         .with_restricted(false)
-        .with_no_da(no_da)
+        .with_no_da(true)
         .build()
 }
 
@@ -108,7 +108,7 @@ pub(super) fn can_exchange(public: &Public) -> bool {
 /// alohad's PIN-history key: HMAC-SHA256, no authValue, noDA (its use judges no PIN), fixedTPM:
 /// a copied state directory is useless without this TPM.
 pub(super) fn history_key_template() -> Result<Public, TssError> {
-    let attributes = unrestricted_signing_attributes(true)?;
+    let attributes = history_key_attributes()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
