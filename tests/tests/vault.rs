@@ -181,7 +181,7 @@ fn a_pin_sign_in_hands_the_kept_password_to_the_stack() {
 }
 
 #[test]
-fn only_root_may_capture_and_a_pin_reset_forgets_the_vault() {
+fn root_s_capture_replaces_it_and_a_reset_or_removal_forgets_it() {
     let s = setup(Kind::Tpm, "");
     s.f.daemon
         .aloha(
@@ -213,6 +213,23 @@ fn only_root_may_capture_and_a_pin_reset_forgets_the_vault() {
         .pam
         .authenticate("login", "nobody", &pin("593817"), 0, None);
     assert_ne!(r.rc, PAM_SUCCESS, "nothing to hand over any more: {r:?}");
+
+    // Kept again, then the administrator removes the user: the vault goes with the key.
+    s.f.daemon
+        .aloha(
+            &["vault", "enable", "--user", "nobody", "--pin-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .ok();
+    let vault =
+        s.f.daemon
+            .state_dir()
+            .join("private/users/nobody/vault.json");
+    assert!(vault.exists());
+    s.f.daemon
+        .aloha(&["admin", "remove", "--user", "nobody"], "")
+        .ok();
+    assert!(!vault.exists(), "admin remove leaves the vault behind");
 }
 
 #[test]
