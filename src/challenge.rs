@@ -53,6 +53,16 @@ pub fn verify(
     nonce: &Nonce,
     signature: &[u8],
 ) -> Result<(), ChallengeError> {
+    verify_digest(public_key, &signin_digest(user, nonce), signature)
+}
+
+/// Check `signature` (r || s) over `digest` with `public_key` (SEC1): the one check behind
+/// every proof alohad gives (a sign-in, an application's presence question).
+pub fn verify_digest(
+    public_key: &[u8],
+    digest: &[u8; 32],
+    signature: &[u8],
+) -> Result<(), ChallengeError> {
     let key =
         VerifyingKey::from_sec1_bytes(public_key).map_err(|_| ChallengeError::BadPublicKey)?;
     if signature.len() != SIGNATURE_LEN {
@@ -61,7 +71,7 @@ pub fn verify(
     let sig = Signature::from_slice(signature).map_err(|_| ChallengeError::BadSignature)?;
     // TPMs may emit high-S signatures; both forms prove possession of the key.
     let sig = sig.normalize_s();
-    key.verify_prehash(&signin_digest(user, nonce), &sig)
+    key.verify_prehash(digest, &sig)
         .map_err(|_| ChallengeError::Mismatch)
 }
 

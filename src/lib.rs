@@ -5,6 +5,7 @@
 //! - [`client`]: a synchronous client with a deadline on every step (CLI and PAM module).
 //! - [`challenge`] and [`registry`]: the sign-in proof — a fresh nonce signed by the user's key
 //!   and verified against the public key alohad registered at enrolment.
+//! - [`presence`]: an application's "is the user here?" question and how it checks the answer.
 //! - [`policy`] and [`lockout`]: PIN policy and lockout arithmetic (enforced by alohad).
 //! - [`secret`]: PINs and passwords, zeroized and never printed.
 //! - [`pam_stack`]: what a PAM service's auth stack runs (alohad's password service check,
@@ -19,6 +20,7 @@ pub mod hex;
 pub mod lockout;
 pub mod pam_stack;
 pub mod policy;
+pub mod presence;
 pub mod protocol;
 pub mod registry;
 pub mod secret;

@@ -1,4 +1,4 @@
-//! alohad's socket protocol, version 3: JSON messages in length-prefixed frames ([`crate::frame`]).
+//! alohad's socket protocol, version 5: JSON messages in length-prefixed frames ([`crate::frame`]).
 //!
 //! Every connection starts with [`Request::Hello`] carrying the client's protocol version; the
 //! daemon answers [`Response::Hello`] with its own, or a `version_mismatch` error and closes.
@@ -7,7 +7,8 @@
 //! reports before it. Who may ask what is decided by the daemon from the peer's SO_PEERCRED,
 //! never from anything in a message. Version 2 added face sign-in; version 3 the user's
 //! standing against their share of the TPM's failure budget in the status; version 4 the
-//! password vault (its requests, the password in a sign-in's answer, its state in the status).
+//! password vault (its requests, the password in a sign-in's answer, its state in the status);
+//! version 5 an application's presence question (`presence`, asked by `aloha-presence`).
 
 mod face;
 
@@ -20,9 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::challenge::Nonce;
 use crate::lockout::{DaState, Gate, TpmPause, TpmShare};
+use crate::presence::Ask;
 use crate::secret::Secret;
 
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Which key store protects a user's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +138,14 @@ pub enum Request {
     /// Root only (pam_aloha's pam_sm_setcred after the password signed the user in): the
     /// password the stack just accepted, to re-seal if the user keeps a vault.
     VaultCapture { user: String, password: Secret },
+    /// An application asks whether `user` is here (`aloha-presence`, for the caller it saw on
+    /// the bus): the same counted attempt as a sign-in, by PIN or face, but the key signs
+    /// [`Ask::digest`], which never signs anyone in.
+    Presence {
+        user: String,
+        ask: Ask,
+        gesture: Gesture,
+    },
     /// The camera survey (`aloha camera`).
     Camera,
     /// Root only: try the known IR-emitter controls on the camera in use and record the one
@@ -164,10 +174,20 @@ impl Request {
             Request::VaultEnable { .. } => "vault_enable",
             Request::VaultDisable { .. } => "vault_disable",
             Request::VaultCapture { .. } => "vault_capture",
+            Request::Presence { .. } => "presence",
             Request::Camera => "camera",
             Request::CameraProbe => "camera_probe",
         }
     }
+}
+
+/// How the user answers a presence question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Gesture {
+    Pin { pin: Secret },
+    /// A live face match within `timeout_ms` (capped as for face sign-in).
+    Face { timeout_ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

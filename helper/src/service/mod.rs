@@ -42,7 +42,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aloha::config::{BackendChoice, Config};
-use aloha::protocol::{BackendKind, ErrorCode, FaceProgress, Failure, Request, Response};
+use aloha::challenge::signin_digest;
+use aloha::protocol::{
+    BackendKind, ErrorCode, FaceProgress, Failure, Gesture, Request, Response,
+};
 use tracing::info;
 
 use crate::backend::{KdfParams, KeyBackend};
@@ -55,6 +58,9 @@ use crate::users::UserDb;
 use aloha_face::attempt::Adaptation;
 use password_checks::PasswordChecks;
 use pin::NewPin;
+
+/// The service named in the log line of an application's presence question.
+const PRESENCE: &str = "aloha-presence";
 
 pub use tpm_guard::{TpmLimitsError, check_tpm_limits};
 
@@ -227,8 +233,9 @@ impl Service {
                 pin,
                 vault,
             } => {
+                let digest = signin_digest(&user, &nonce);
                 // Replies by itself, before its bookkeeping.
-                self.sign_in(caller, &user, &service, &nonce, &pin, vault, client);
+                self.sign_in(caller, &user, &service, &digest, &pin, vault, client);
                 return;
             }
             Request::AdminUnlock { user } => self.admin_unlock(caller, &user),
@@ -243,7 +250,10 @@ impl Service {
                 nonce,
                 timeout_ms,
                 vault,
-            } => self.face_sign_in(caller, &user, &service, &nonce, timeout_ms, vault),
+            } => {
+                let digest = signin_digest(&user, &nonce);
+                self.face_sign_in(caller, &user, &service, &digest, timeout_ms, vault)
+            }
             Request::FaceTest { user, timeout_ms } => {
                 self.face_test(caller, &user, timeout_ms, &mut |p| client.progress(p))
             }
@@ -257,10 +267,23 @@ impl Service {
             Request::VaultCapture { user, password } => {
                 self.vault_capture(caller, &user, &password)
             }
+            Request::Presence { user, ask, gesture } => {
+                // The application's question, not a sign-in: nothing to hand to a PAM stack.
+                let digest = ask.digest(&user);
+                match gesture {
+                    Gesture::Pin { pin } => {
+                        self.sign_in(caller, &user, PRESENCE, &digest, &pin, false, client);
+                        return;
+                    }
+                    Gesture::Face { timeout_ms } => {
+                        self.face_sign_in(caller, &user, PRESENCE, &digest, timeout_ms, false)
+                    }
+                }
+            }
             Request::CameraProbe => self.camera_probe(caller, &mut |p| client.progress(p)),
         };
         client.reply(result.unwrap_or_else(|failure| {
-            if op != "face_sign_in" {
+            if op != "face_sign_in" && op != "presence" {
                 info!(op, caller_uid = caller.uid, code = ?failure.code, "refused");
             }
             Response::Error(failure)

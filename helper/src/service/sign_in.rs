@@ -1,8 +1,8 @@
-//! A sign-in: the user's key, released by the PIN, signs pam_aloha's nonce (bound to the user
-//! name), as one counted attempt. One log line per attempt, never the PIN.
+//! A sign-in: the user's key, released by the PIN, signs a digest — pam_aloha's nonce bound to
+//! the user name, or an application's presence question — as one counted attempt. One log
+//! line per attempt, never the PIN.
 
 use aloha::Secret;
-use aloha::challenge::{Nonce, signin_digest};
 use aloha::protocol::{ErrorCode, Failure, Response};
 use aloha::timefmt;
 use aloha::untrusted::Untrusted;
@@ -60,14 +60,14 @@ impl Service {
         caller: &Caller,
         user: &str,
         service: &str,
-        nonce: &Nonce,
+        digest: &[u8; 32],
         pin: &Secret,
         vault: bool,
         client: &mut dyn Client,
     ) {
         let started = Instant::now();
         let mut replied = false;
-        let result = self.sign_in_inner(caller, user, nonce, pin, vault, &mut |response| {
+        let result = self.sign_in_inner(caller, user, digest, pin, vault, &mut |response| {
             client.reply(response);
             replied = true;
         });
@@ -83,7 +83,7 @@ impl Service {
         &self,
         caller: &Caller,
         user: &str,
-        nonce: &Nonce,
+        digest: &[u8; 32],
         pin: &Secret,
         vault: bool,
         reply: &mut dyn FnMut(Response),
@@ -113,7 +113,6 @@ impl Service {
                 ),
             ));
         }
-        let digest = signin_digest(user, nonce);
         let auth = AuthValue::from_pin(pin, &container.pin_salt);
         let blob = &container.protectors.pin;
         let record = self.vault_for_sign_in(&info, &container, vault);
@@ -126,7 +125,7 @@ impl Service {
             user,
             &container,
             |b| {
-                let signature = b.sign(blob, &auth, &digest)?;
+                let signature = b.sign(blob, &auth, digest)?;
                 // The PIN proved right: the vault opens with the same authValue, or not at all.
                 let password = record
                     .as_ref()

@@ -1,12 +1,12 @@
 //! A face sign-in: one attempt, counted before the camera delivers its first frame (a kill
 //! mid-attempt never yields a free one). A live match releases the face protector, which signs
-//! pam_aloha's nonce exactly as the PIN's copy of the key would. No face seen before the time
+//! the digest (pam_aloha's nonce, an application's question) exactly as the PIN's copy of the
+//! key would. No face seen before the time
 //! is up is not a failure; faces compared with none matching, or frames that look like a photo
 //! or a screen, are.
 
 use std::time::{Duration, Instant};
 
-use aloha::challenge::{Nonce, signin_digest};
 use aloha::lockout::Attempts;
 use aloha::protocol::{ErrorCode, Failure, Response};
 use aloha_face::attempt::ADAPTED_LABEL;
@@ -36,12 +36,12 @@ impl Service {
         caller: &Caller,
         user: &str,
         service: &str,
-        nonce: &Nonce,
+        digest: &[u8; 32],
         timeout_ms: u64,
         vault: bool,
     ) -> Result<Response, Failure> {
         let started = Instant::now();
-        let result = self.face_sign_in_inner(caller, user, nonce, timeout_ms, vault);
+        let result = self.face_sign_in_inner(caller, user, digest, timeout_ms, vault);
         log_attempt(Factor::Face, caller, user, service, &result, started);
         result
     }
@@ -50,7 +50,7 @@ impl Service {
         &self,
         caller: &Caller,
         user: &str,
-        nonce: &Nonce,
+        digest: &[u8; 32],
         timeout_ms: u64,
         vault: bool,
     ) -> Result<Response, Failure> {
@@ -91,14 +91,13 @@ impl Service {
         drop(judge);
         let miss = match end {
             Capture::Done(Step::Matched { .. }) => {
-                let digest = signin_digest(user, nonce);
                 let vault = self.vault_for_sign_in(&info, &container, vault);
                 let signed = {
                     let mut store = self.key_store(container.backend)?;
                     let backend = store.get();
                     let auth = secrets.auth();
                     backend
-                        .sign(&record.protector, &auth, &digest)
+                        .sign(&record.protector, &auth, digest)
                         .map(|signature| {
                             // The face's copy of the key opens the vault as the PIN's would.
                             let password = vault.as_ref().and_then(|v| {

@@ -9,6 +9,7 @@ mod crash;
 mod face;
 mod pin;
 mod pin_history;
+mod presence;
 mod scripted_face;
 mod state;
 mod tpm_guard;
