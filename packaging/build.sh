@@ -38,10 +38,10 @@ maintainer=${ALOHA_MAINTAINER:-The Aloha developers <aloha@example.org>}
 arch=$(dpkg --print-architecture)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
-step "release build of alohad, aloha and pam_aloha.so ($version)"
-(cd "$repo" && cargo build --release --locked -p aloha -p aloha-helper -p pam_aloha)
+step "release build of alohad, aloha, aloha-presence and pam_aloha.so ($version)"
+(cd "$repo" && cargo build --release --locked -p aloha -p aloha-helper -p aloha-presence -p pam_aloha)
 bin=$repo/target/release
-for f in alohad aloha libpam_aloha.so; do
+for f in alohad aloha aloha-presence libpam_aloha.so; do
   [ -f "$bin/$f" ] || die "cargo did not produce $bin/$f"
 done
 
@@ -59,11 +59,17 @@ stage() {
   local root=$1 pamdir=$2 unitdir=$3 service=$4
   install -D -m 0755 -s "$bin/alohad" "$root/usr/sbin/alohad"
   install -D -m 0755 -s "$bin/aloha" "$root/usr/bin/aloha"
+  install -D -m 0755 -s "$bin/aloha-presence" "$root/usr/libexec/aloha/aloha-presence"
   install -D -m 0644 -s "$bin/libpam_aloha.so" "$root$pamdir/pam_aloha.so"
   install -D -m 0644 "$here/pam/aloha" "$root$service"
   install -D -m 0644 "$here/aloha.toml" "$root/etc/aloha/aloha.toml"
   install -D -m 0644 "$here/systemd/alohad.service" "$root$unitdir/alohad.service"
   install -D -m 0644 "$here/systemd/alohad.socket" "$root$unitdir/alohad.socket"
+  install -D -m 0644 "$here/systemd/aloha-presence.service" "$root$unitdir/aloha-presence.service"
+  install -D -m 0644 "$here/dbus/org.aloha.Presence1.conf" \
+    "$root/usr/share/dbus-1/system.d/org.aloha.Presence1.conf"
+  install -D -m 0644 "$here/dbus/org.aloha.Presence1.service" \
+    "$root/usr/share/dbus-1/system-services/org.aloha.Presence1.service"
   local page section
   for page in "$here"/man/*.[1-8]; do
     [ -f "$page" ] || die "no man pages in $here/man"
@@ -87,10 +93,10 @@ stage_models() {
 step "third-party licences"
 # Every crate linked into the shipped binaries, with its licence expression.
 (cd "$repo" && cargo tree --locked -e normal --prefix none --format '{p} {l}' \
-  -p aloha -p aloha-helper -p pam_aloha) |
+  -p aloha -p aloha-helper -p aloha-presence -p pam_aloha) |
   sed 's/ (\*)$//; s/ (proc-macro)//; s| (/[^)]*)||' | sort -u >"$work/THIRD-PARTY.list"
 {
-  echo "Rust crates compiled into alohad, aloha and pam_aloha.so, with their licences:"
+  echo "Rust crates compiled into alohad, aloha, aloha-presence and pam_aloha.so, with their licences:"
   echo
   cat "$work/THIRD-PARTY.list"
 } >"$work/THIRD-PARTY"
@@ -118,7 +124,8 @@ printf '/etc/aloha/aloha.toml\n' >"$deb/DEBIAN/conffiles"
 mkdir -p "$work/shlibs/debian"
 printf 'Source: aloha\n\nPackage: aloha\nArchitecture: any\n' >"$work/shlibs/debian/control"
 shlibs=$(cd "$work/shlibs" && dpkg-shlibdeps -O --warnings=0 \
-  -e"$deb/usr/sbin/alohad" -e"$deb/usr/bin/aloha" -e"$deb/usr/lib/$multiarch/security/pam_aloha.so" |
+  -e"$deb/usr/sbin/alohad" -e"$deb/usr/bin/aloha" -e"$deb/usr/libexec/aloha/aloha-presence" \
+  -e"$deb/usr/lib/$multiarch/security/pam_aloha.so" |
   sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no library dependencies"
 installed_size=$(du -sk --exclude=DEBIAN "$deb" | cut -f1)

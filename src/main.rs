@@ -66,6 +66,9 @@ enum Command {
     /// login keyring (opt-in), or forget it.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Answer applications that ask whether you are here (`agent`), or ask as one (`ask`).
+    #[command(subcommand)]
+    Presence(cli::presence::PresenceCommand),
     /// Administrator commands (root only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -178,6 +181,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => cli::face::verify(&ctx, target.user.user.as_deref(), seconds),
         Command::Verify { target, .. } => verify(&ctx, &target),
         Command::Face(command) => cli::face::run(&ctx, command),
+        Command::Presence(command) => cli::presence::run(&ctx, command),
         Command::Status { target, json } => {
             let user = ctx.user(target.user.as_deref())?;
             let Response::Status(status) = ctx.call(Request::Status { user })? else {

@@ -16,15 +16,45 @@ pub const MAX_CHALLENGE: usize = 64;
 pub const MAX_REASON: usize = 160;
 const DOMAIN: &[u8] = b"aloha presence v1\0";
 
+/// The names on the system bus, shared by `aloha-presence` (the service), `aloha presence
+/// agent` (a user's prompt) and `aloha presence ask` (the example application).
+pub mod bus {
+    /// The service's well-known name, object and interface:
+    /// `Verify(s reason, ay challenge) -> (ay signature, s factor)`,
+    /// `RegisterAgent(o path)`, `UnregisterAgent(o path)`.
+    pub const NAME: &str = "org.aloha.Presence1";
+    pub const PATH: &str = "/org/aloha/Presence1";
+    pub const INTERFACE: &str = "org.aloha.Presence1";
+    /// A user's agent: `AskPin(s reason, s application, s note) -> (s pin)`; the error
+    /// [`error::CANCELLED`] when the person declines.
+    pub const AGENT_INTERFACE: &str = "org.aloha.PresenceAgent1";
+    pub const AGENT_PATH: &str = "/org/aloha/PresenceAgent1";
+
+    /// The errors `Verify` and the agent answer with.
+    pub mod error {
+        pub const INVALID: &str = "org.aloha.Presence1.Error.Invalid";
+        pub const NOT_ENROLLED: &str = "org.aloha.Presence1.Error.NotEnrolled";
+        pub const NO_AGENT: &str = "org.aloha.Presence1.Error.NoAgent";
+        pub const CANCELLED: &str = "org.aloha.Presence1.Error.Cancelled";
+        pub const REFUSED: &str = "org.aloha.Presence1.Error.Refused";
+        pub const BUSY: &str = "org.aloha.Presence1.Error.Busy";
+        pub const UNAVAILABLE: &str = "org.aloha.Presence1.Error.Unavailable";
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AskError {
     #[error("the reason is empty: say in a few words why the application asks")]
     EmptyReason,
     #[error("the reason is {0} bytes long; at most {MAX_REASON} fit on the prompt's one line")]
     LongReason(usize),
-    #[error("the reason holds a control character (a new line, an escape): it must be one plain line")]
+    #[error(
+        "the reason holds a control character (a new line, an escape): it must be one plain line"
+    )]
     ControlInReason,
-    #[error("the challenge is {0} bytes; it must be {MIN_CHALLENGE} to {MAX_CHALLENGE} fresh random bytes")]
+    #[error(
+        "the challenge is {0} bytes; it must be {MIN_CHALLENGE} to {MAX_CHALLENGE} fresh random bytes"
+    )]
     ChallengeLength(usize),
 }
 
@@ -199,14 +229,19 @@ mod tests {
 
     #[test]
     fn a_question_read_from_a_message_is_checked_too() {
-        let good: Ask =
-            serde_json::from_str(&format!(r#"{{"reason":"ok","challenge":"{}"}}"#, "ab".repeat(16)))
-                .unwrap();
+        let good: Ask = serde_json::from_str(&format!(
+            r#"{{"reason":"ok","challenge":"{}"}}"#,
+            "ab".repeat(16)
+        ))
+        .unwrap();
         assert_eq!(good.challenge(), &[0xab; 16]);
         for bad in [
             r#"{"reason":"ok","challenge":"abab"}"#.to_string(),
             format!(r#"{{"reason":"a\nb","challenge":"{}"}}"#, "ab".repeat(16)),
-            format!(r#"{{"reason":"ok","challenge":"{}","x":1}}"#, "ab".repeat(16)),
+            format!(
+                r#"{{"reason":"ok","challenge":"{}","x":1}}"#,
+                "ab".repeat(16)
+            ),
         ] {
             assert!(serde_json::from_str::<Ask>(&bad).is_err(), "{bad}");
         }

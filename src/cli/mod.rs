@@ -4,6 +4,7 @@
 pub mod camera;
 pub mod doctor;
 pub mod face;
+pub mod presence;
 pub mod prompt;
 pub mod status;
 

@@ -185,9 +185,13 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Gesture {
-    Pin { pin: Secret },
+    Pin {
+        pin: Secret,
+    },
     /// A live face match within `timeout_ms` (capped as for face sign-in).
-    Face { timeout_ms: u64 },
+    Face {
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Build alohad, aloha and pam_aloha.so with the tests' own profile, once per test process,
+/// Build alohad, aloha, aloha-presence and pam_aloha.so with the tests' own profile, once per test process,
 /// so `cargo test` alone always exercises the current code.
 pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -52,6 +52,8 @@ pub fn ensure_built() {
                 "aloha",
                 "-p",
                 "aloha-helper",
+                "-p",
+                "aloha-presence",
                 "-p",
                 "pam_aloha",
             ])

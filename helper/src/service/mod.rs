@@ -41,11 +41,9 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use aloha::config::{BackendChoice, Config};
 use aloha::challenge::signin_digest;
-use aloha::protocol::{
-    BackendKind, ErrorCode, FaceProgress, Failure, Gesture, Request, Response,
-};
+use aloha::config::{BackendChoice, Config};
+use aloha::protocol::{BackendKind, ErrorCode, FaceProgress, Failure, Gesture, Request, Response};
 use tracing::info;
 
 use crate::backend::{KdfParams, KeyBackend};

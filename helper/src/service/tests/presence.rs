@@ -36,7 +36,9 @@ impl Fixture {
 }
 
 fn pin(p: &str) -> Gesture {
-    Gesture::Pin { pin: Secret::new(p) }
+    Gesture::Pin {
+        pin: Secret::new(p),
+    }
 }
 
 #[test]
@@ -67,7 +69,10 @@ fn wrong_pins_count_as_at_sign_in_and_lock_both() {
         let _ = f.presence(ROOT, "alice", pin(OTHER_PIN));
         f.advance(3600);
     }
-    assert_eq!(f.code(f.presence(ROOT, "alice", pin(PIN))), ErrorCode::Locked);
+    assert_eq!(
+        f.code(f.presence(ROOT, "alice", pin(PIN))),
+        ErrorCode::Locked
+    );
     assert_eq!(f.code(f.sign_in(ROOT, "alice", PIN)), ErrorCode::Locked);
 }
 

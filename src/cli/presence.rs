@@ -1,0 +1,191 @@
+//! `aloha presence`: a terminal agent that answers applications' "is the user here?"
+//! questions with the PIN (`agent`), and the example application (`ask`) that asks one through
+//! `org.aloha.Presence1` and checks the answer against the registered public key itself.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aloha::presence::{Ask, bus};
+use aloha::registry;
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use dbus::Message;
+use dbus::blocking::Connection;
+use dbus::channel::{MatchingReceiver, Sender};
+use dbus::message::MatchRule;
+use dbus::strings::{ErrorName, Path};
+
+use super::prompt::Source;
+use super::{Ctx, Failure, say};
+
+/// How long `ask` waits: a person may take a while to type the PIN.
+const ASK_TIMEOUT: Duration = Duration::from_secs(180);
+const BUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Subcommand)]
+pub enum PresenceCommand {
+    /// Answer applications that ask whether you are here: shows each question and asks for
+    /// your PIN (Enter alone declines). Runs until stopped.
+    Agent(AgentArgs),
+    /// Ask whether you are here, as an application would, and check the answer: exit status 0
+    /// only for a signature by your key over this question.
+    Ask {
+        /// What the person is shown (one line).
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Read each PIN from standard input, one per line (scripts and tests).
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+pub fn run(ctx: &Ctx, command: PresenceCommand) -> Result<(), Failure> {
+    match command {
+        PresenceCommand::Agent(args) => agent(ctx, &args),
+        PresenceCommand::Ask { reason } => ask(ctx, reason),
+    }
+}
+
+fn system_bus() -> Result<Connection, Failure> {
+    Connection::new_system()
+        .map_err(|e| Failure::Unreachable(anyhow!("cannot connect to the system bus: {e}")))
+}
+
+fn ask(ctx: &Ctx, reason: String) -> Result<(), Failure> {
+    let user = ctx.user(None)?;
+    let registered = registry::load(&ctx.config.daemon.state_dir, &user, None)
+        .map_err(|e| Failure::Refused(e.into()))?;
+    let mut challenge = vec![0u8; 32];
+    getrandom::fill(&mut challenge).map_err(|e| anyhow!("no randomness for a challenge: {e}"))?;
+    let question = Ask::new(reason, challenge).map_err(|e| Failure::Refused(e.into()))?;
+    let conn = system_bus()?;
+    let (signature, factor): (Vec<u8>, String) = conn
+        .with_proxy(bus::NAME, bus::PATH, ASK_TIMEOUT)
+        .method_call(
+            bus::INTERFACE,
+            "Verify",
+            (question.reason(), question.challenge().to_vec()),
+        )
+        .map_err(|e| {
+            let text = e.message().unwrap_or("no reason given").to_string();
+            match e.name() {
+                Some(bus::error::UNAVAILABLE)
+                | Some("org.freedesktop.DBus.Error.ServiceUnknown") => {
+                    Failure::Unreachable(anyhow!("{} cannot answer: {text}", bus::NAME))
+                }
+                _ => Failure::Refused(anyhow!("{user} was not confirmed: {text}")),
+            }
+        })?;
+    question
+        .verify(&registered.public_key, &user, &signature)
+        .with_context(|| format!("the answer is not a signature by {user}'s key"))?;
+    say(&format!(
+        "{user} is here (answered by {factor}); the signature over this question verifies \
+         against {user}'s registered key.\n"
+    ));
+    Ok(())
+}
+
+fn agent(ctx: &Ctx, args: &AgentArgs) -> Result<(), Failure> {
+    let user = ctx.user(None)?;
+    let conn = system_bus()?;
+    let queue: Arc<Mutex<Vec<Message>>> = Arc::default();
+    let incoming = queue.clone();
+    conn.start_receive(
+        MatchRule::new_method_call(),
+        Box::new(move |call, _| {
+            incoming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(call);
+            true
+        }),
+    );
+    let path = Path::new(bus::AGENT_PATH).map_err(|e| anyhow!("bad agent path: {e}"))?;
+    conn.with_proxy(bus::NAME, bus::PATH, BUS_TIMEOUT)
+        .method_call::<(), _, _, _>(bus::INTERFACE, "RegisterAgent", (path,))
+        .map_err(|e| {
+            Failure::Unreachable(anyhow!(
+                "{} did not take this agent: {}",
+                bus::NAME,
+                e.message().unwrap_or("no reason given")
+            ))
+        })?;
+    eprintln!(
+        "Presence agent for {user}: applications that ask whether you are here are shown \
+         here. Ctrl-C stops it."
+    );
+    let mut source = Source::new(args.pin_stdin);
+    loop {
+        conn.process(Duration::from_secs(3600))
+            .map_err(|e| Failure::Unreachable(anyhow!("the system bus connection failed: {e}")))?;
+        let calls = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+        for call in calls {
+            let reply = answer(&conn, &mut source, &call);
+            if !call.get_no_reply() {
+                let _ = conn.send(reply);
+            }
+        }
+    }
+}
+
+fn error(call: &Message, name: &'static str, text: &str) -> Message {
+    let text = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
+    call.error(&ErrorName::from(name), &text)
+}
+
+/// One question from the service: shown, and the PIN asked for.
+fn answer(conn: &Connection, source: &mut Source, call: &Message) -> Message {
+    let ours = call.path().is_some_and(|p| &*p == bus::AGENT_PATH)
+        && call
+            .interface()
+            .is_some_and(|i| &*i == bus::AGENT_INTERFACE)
+        && call.member().is_some_and(|m| &*m == "AskPin");
+    if !ours {
+        return error(
+            call,
+            "org.freedesktop.DBus.Error.UnknownMethod",
+            "a presence agent has only AskPin",
+        );
+    }
+    // Only root (aloha-presence; its workers call from their own connections) may ask:
+    // anyone else asking is fishing for the PIN. The bus policy already lets only root call an
+    // agent; this holds without it too. Root could read far more than a PIN anyway.
+    let caller = call.sender().map(|s| s.to_string()).unwrap_or_default();
+    let uid = conn
+        .with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", BUS_TIMEOUT)
+        .method_call::<(u32,), _, _, _>("org.freedesktop.DBus", "GetConnectionUnixUser", (caller,))
+        .map(|(uid,)| uid);
+    if !matches!(uid, Ok(0)) {
+        return error(
+            call,
+            "org.freedesktop.DBus.Error.AccessDenied",
+            &format!("only {} may ask this agent", bus::NAME),
+        );
+    }
+    let Ok((reason, application, note)) = call.read3::<String, String, String>() else {
+        return error(
+            call,
+            "org.freedesktop.DBus.Error.InvalidArgs",
+            "expected (s reason, s application, s note)",
+        );
+    };
+    // Both come from elsewhere: printed without control characters.
+    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+    eprintln!(
+        "\n{} asks whether you are here: \"{}\"",
+        clean(&application),
+        clean(&reason)
+    );
+    if !note.is_empty() {
+        eprintln!("{}", clean(&note));
+    }
+    match source.existing("PIN (Enter alone declines):") {
+        Ok(pin) if !pin.is_empty() => call.method_return().append1(pin.expose()),
+        Ok(_) => error(call, bus::error::CANCELLED, "declined"),
+        Err(e) => error(call, bus::error::CANCELLED, &format!("no PIN: {e:#}")),
+    }
+}
