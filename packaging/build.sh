@@ -108,6 +108,7 @@ deb=$work/deb/aloha
 # remove` then leaves /etc/pam.d exactly as it was (an admin's copy in /etc/pam.d wins).
 stage "$deb" "/usr/lib/$multiarch/security" /lib/systemd/system /usr/lib/pam.d/aloha
 install -D -m 0644 "$here/pam-configs/aloha" "$deb/usr/share/pam-configs/aloha"
+install -D -m 0644 "$here/pam-configs/aloha-keep-password" "$deb/usr/share/pam-configs/aloha-keep-password"
 install -D -m 0644 "$here/deb/copyright" "$deb/usr/share/doc/aloha/copyright"
 # A Debian changelog entry for package $1 into $2.
 changelog() {

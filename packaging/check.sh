@@ -44,10 +44,13 @@ need() {
 need "$(dpkg-deb -c "${debs[0]}" | awk '{print substr($6, 2)}')" "${debs[0]##*/}" \
   /usr/sbin/alohad /usr/bin/aloha /usr/lib/x86_64-linux-gnu/security/pam_aloha.so \
   /usr/lib/pam.d/aloha /etc/aloha/aloha.toml /usr/share/pam-configs/aloha \
+  /usr/share/pam-configs/aloha-keep-password /usr/libexec/aloha/aloha-presence \
   /lib/systemd/system/alohad.service /lib/systemd/system/alohad.socket \
+  /lib/systemd/system/aloha-presence.service /usr/share/dbus-1/system.d/org.aloha.Presence1.conf \
+  /usr/share/dbus-1/system-services/org.aloha.Presence1.service \
   /usr/share/man/man8/pam_aloha.8.gz /usr/share/doc/aloha/copyright
 need "$(dpkg-deb -f "${debs[0]}" Depends | tr ',' '\n' | sed 's/^ *//; s/ .*//')" "${debs[0]##*/} Depends" \
-  libpam0g libtss2-esys-3.0.2-0 libtss2-tcti-device0 libpam-runtime
+  libpam0g libtss2-esys-3.0.2-0 libtss2-tcti-device0 libpam-runtime libdbus-1-3
 need "$(dpkg-deb --ctrl-tarfile "${debs[0]}" | tar -xO ./conffiles)" "${debs[0]##*/} conffiles" \
   /etc/aloha/aloha.toml
 # Nothing of the .deb in /etc/pam.d: `apt remove` must leave it byte for byte as it was.
@@ -57,6 +60,9 @@ fi
 need "$(rpm -qlp "${rpms[0]}" 2>/dev/null)" "${rpms[0]##*/}" \
   /usr/sbin/alohad /usr/bin/aloha /usr/lib64/security/pam_aloha.so /etc/pam.d/aloha \
   /usr/lib/systemd/system/alohad.service /usr/lib/systemd/system/alohad.socket \
+  /usr/libexec/aloha/aloha-presence /usr/lib/systemd/system/aloha-presence.service \
+  /usr/share/dbus-1/system.d/org.aloha.Presence1.conf \
+  /usr/share/dbus-1/system-services/org.aloha.Presence1.service \
   /usr/share/doc/aloha/AUTHSELECT.md
 need "$(rpm -qpc "${rpms[0]}" 2>/dev/null)" "${rpms[0]##*/} %config" /etc/aloha/aloha.toml /etc/pam.d/aloha
 need "$(rpm -qlp "${rpms[1]}" 2>/dev/null)" "${rpms[1]##*/}" \

@@ -82,6 +82,11 @@ fn desktop_paths_in_a_real_debian() {
             "sandboxed_like_a_polkit_helper",
             sandboxed_like_a_polkit_helper,
         ),
+        (
+            "login_keyring_unlocked_by_the_pin",
+            login_keyring_unlocked_by_the_pin,
+        ),
+        ("presence_on_the_system_bus", presence_on_the_system_bus),
         ("every_message_is_one_line", every_message_is_one_line),
     ];
     let mut failed = Vec::new();
@@ -267,6 +272,92 @@ fn sandboxed_like_a_polkit_helper(desk: &mut Desk) {
     let a = desk.authenticate(&hidden, "polkit-1", &[PASSWORD]);
     assert_eq!(a.rc, 0, "{}", a.raw);
     assert_eq!(a.prompts, ["Password: "], "{}", a.raw);
+}
+
+/// A login-style stack whose keyring module starts gnome-keyring-daemon and unlocks the login
+/// keyring with PAM_AUTHTOK, as a display manager's does.
+const LOGIN: &str = "@include common-auth\nauth optional pam_gnome_keyring.so auto_start\n";
+
+/// The password vault's point: after `aloha vault enable`, a PIN sign-in through a stack with
+/// pam_gnome_keyring unlocks the login keyring (created by an earlier password sign-in), which
+/// a PIN sign-in alone never could. Checked over the user's session bus (the Secret Service's
+/// `Locked` property), locked first so the check can fail.
+fn login_keyring_unlocked_by_the_pin(desk: &mut Desk) {
+    let session =
+        "XDG_RUNTIME_DIR=/run/user/1000 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus";
+    let locked = format!(
+        "runuser -u alice -- env {session} busctl --user get-property org.freedesktop.secrets \
+         /org/freedesktop/secrets/collection/login org.freedesktop.Secret.Collection Locked"
+    );
+    let out = desk.guest.run(
+        &format!(
+            "set -e
+             cat >/etc/pam.d/aloha-login <<'PAM'
+{LOGIN}PAM
+             loginctl enable-linger alice
+             for i in $(seq 150); do [ -S /run/user/1000/bus ] && break; sleep 0.2; done
+             printf '%s\\n' '{PASSWORD}' | runuser -u alice -- aloha vault enable --pin-stdin
+             runuser -u alice -- aloha status | grep -i 'password vault'
+             # A password sign-in creates the login keyring under the password.
+             printf '\\n%s\\n' '{PASSWORD}' | runuser -u alice -- env {session} {client} /etc/pam.d aloha-login alice
+             pkill -u alice -x gnome-keyring-d || true
+             sleep 1
+             echo \"before: $({locked})\"",
+            client = desk.client
+        ),
+        SHORT,
+    );
+    out.ok();
+    assert!(
+        out.stdout.contains("before: b true"),
+        "the keyring starts locked: {out:#?}"
+    );
+    let a = desk.authenticate(
+        &format!("runuser -u alice -- env {session}"),
+        "aloha-login",
+        &[PIN],
+    );
+    assert_eq!(a.rc, 0, "{}", a.raw);
+    assert_eq!(a.prompts, ["PIN: "], "the PIN alone: {}", a.raw);
+    let out = desk.guest.run(&locked, SHORT);
+    out.ok();
+    assert!(
+        out.stdout.contains("b false"),
+        "the login keyring is unlocked after the PIN sign-in: {out:#?}"
+    );
+}
+
+/// "Is the user here?" through the installed package: aloha-presence D-Bus-activated by the
+/// guest's system bus (through systemd), alice's terminal agent, the example application.
+fn presence_on_the_system_bus(desk: &mut Desk) {
+    let out = desk.guest.run(
+        &format!(
+            "printf '%s\\n' '{WRONG_PIN}' '{PIN}' >/tmp/pins
+             runuser -u alice -- sh -c 'aloha presence agent --pin-stdin </tmp/pins 2>/tmp/agent.log & echo $! >/tmp/agent.pid'
+             for i in $(seq 150); do grep -q 'Presence agent for alice' /tmp/agent.log && break; sleep 0.2; done
+             runuser -u alice -- aloha presence ask 'Unlock the test vault'; rc=$?
+             kill $(cat /tmp/agent.pid)
+             echo \"unit: $(systemctl is-active aloha-presence.service)\"
+             cat /tmp/agent.log
+             journalctl -q -u aloha-presence.service --no-pager | tail -n 5
+             exit $rc"
+        ),
+        SHORT,
+    );
+    out.ok();
+    assert!(
+        out.stdout.contains("alice is here (answered by pin)"),
+        "{out:#?}"
+    );
+    assert!(
+        out.stdout.contains("unit: active"),
+        "started by D-Bus activation: {out:#?}"
+    );
+    assert!(
+        out.stdout.contains("Wrong PIN"),
+        "the agent said why it asked again: {out:#?}"
+    );
+    assert!(out.stdout.contains("presence question"), "logged: {out:#?}");
 }
 
 /// A greeter shows a message in one line under the entry; a terminal in one row.

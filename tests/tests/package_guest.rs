@@ -138,18 +138,21 @@ fn install(guest: &mut Guest, seen: &mut Seen) {
     );
     out.ok();
     // pam-auth-update put it first, jumping past pam_unix on success (its `end` becomes a
-    // count), going on to it on anything else.
+    // count, past the Additional block too), going on to it on anything else; the
+    // keep_password line in the Additional block, after the password's success.
     let auth: Vec<&str> = out
         .stdout
         .lines()
         .filter(|l| l.contains(":auth\t"))
         .collect();
     assert!(
-        auth.len() == 2
+        auth.len() == 3
             && auth[0].contains("pam_aloha.so")
             && auth[0].contains("[success=")
             && auth[0].contains("default=ignore]")
-            && auth[1].contains("pam_unix.so"),
+            && auth[1].contains("pam_unix.so")
+            && auth[2].contains("optional")
+            && auth[2].ends_with("pam_aloha.so keep_password"),
         "{out:#?}"
     );
     assert!(
