@@ -39,6 +39,8 @@ pub struct AuthLine {
     pub module: String,
     /// Written `-auth`: libpam skips it quietly if the module is missing.
     pub may_be_missing: bool,
+    /// The module's arguments.
+    pub args: Vec<String>,
 }
 
 impl AuthLine {
@@ -47,8 +49,10 @@ impl AuthLine {
         self.module.rsplit('/').next().unwrap_or(&self.module)
     }
 
+    /// A pam_aloha line that signs in: any but a `keep_password` line (which only hands the
+    /// accepted password to the vault and never signs anyone in).
     pub fn is_pam_aloha(&self) -> bool {
-        self.module_name().contains("pam_aloha")
+        self.module_name().contains("pam_aloha") && !self.args.iter().any(|a| a == "keep_password")
     }
 }
 
@@ -133,6 +137,7 @@ fn walk(
             control: control.clone(),
             module: module.clone(),
             may_be_missing: first.starts_with('-'),
+            args: tokens[3..].to_vec(),
         });
     }
     // The same file included twice in a row (common-auth from two places) is read twice, as
@@ -240,6 +245,27 @@ mod tests {
         auth\t[success=2 default=ignore]\tpam_aloha.so\n\
         auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
         auth\trequisite\tpam_deny.so\n";
+
+    #[test]
+    fn a_keep_password_line_is_not_a_sign_in() {
+        // pam-auth-update's output with both of the package's profiles.
+        let both = format!(
+            "{ENABLED_COMMON_AUTH}auth\trequired\tpam_permit.so\nauth\toptional\tpam_aloha.so keep_password\n"
+        );
+        let d = Dir::new(&[
+            (
+                "only-keep",
+                "auth required pam_unix.so\nauth optional pam_aloha.so keep_password\n",
+            ),
+            ("login", "@include common-auth\n"),
+            ("common-auth", &both),
+        ]);
+        assert_eq!(d.find("only-keep"), None);
+        let stack = auth_stack("login", &[d.0.clone()]);
+        assert_eq!(stack.len(), 5);
+        assert_eq!(stack.iter().filter(|l| l.is_pam_aloha()).count(), 1);
+        assert_eq!(stack[4].args, ["keep_password"]);
+    }
 
     #[test]
     fn a_password_only_service_is_clean() {
