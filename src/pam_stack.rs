@@ -261,7 +261,7 @@ mod tests {
             ("common-auth", &both),
         ]);
         assert_eq!(d.find("only-keep"), None);
-        let stack = auth_stack("login", &[d.0.clone()]);
+        let stack = auth_stack("login", std::slice::from_ref(&d.0));
         assert_eq!(stack.len(), 5);
         assert_eq!(stack.iter().filter(|l| l.is_pam_aloha()).count(), 1);
         assert_eq!(stack[4].args, ["keep_password"]);
