@@ -2,6 +2,7 @@
 //! questions with the PIN (`agent`), and the example application (`ask`) that asks one through
 //! `org.aloha.Presence1` and checks the answer against the registered public key itself.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -104,6 +105,45 @@ fn agent(ctx: &Ctx, args: &AgentArgs) -> Result<(), Failure> {
             true
         }),
     );
+    // A restarted service (a package upgrade) has forgotten this agent: register again as
+    // soon as the bus says the name has a new owner.
+    let restarted = Arc::new(AtomicBool::new(false));
+    let flag = restarted.clone();
+    conn.add_match(
+        MatchRule::new_signal("org.freedesktop.DBus", "NameOwnerChanged")
+            .with_sender("org.freedesktop.DBus"),
+        move |(name, _old, new): (String, String, String), _: &Connection, _: &Message| {
+            if name == bus::NAME && !new.is_empty() {
+                flag.store(true, Ordering::SeqCst);
+            }
+            true
+        },
+    )
+    .map_err(|e| Failure::Unreachable(anyhow!("cannot follow {} on the bus: {e}", bus::NAME)))?;
+    register(&conn)?;
+    eprintln!(
+        "Presence agent for {user}: applications that ask whether you are here are shown \
+         here. Ctrl-C stops it."
+    );
+    let mut source = Source::new(args.pin_stdin);
+    loop {
+        conn.process(Duration::from_secs(3600))
+            .map_err(|e| Failure::Unreachable(anyhow!("the system bus connection failed: {e}")))?;
+        if restarted.swap(false, Ordering::SeqCst) {
+            register(&conn)?;
+            eprintln!("{} restarted; this agent is registered again.", bus::NAME);
+        }
+        let calls = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+        for call in calls {
+            let reply = answer(&conn, &mut source, &call);
+            if !call.get_no_reply() {
+                let _ = conn.send(reply);
+            }
+        }
+    }
+}
+
+fn register(conn: &Connection) -> Result<(), Failure> {
     let path = Path::new(bus::AGENT_PATH).map_err(|e| anyhow!("bad agent path: {e}"))?;
     conn.with_proxy(bus::NAME, bus::PATH, BUS_TIMEOUT)
         .method_call::<(), _, _, _>(bus::INTERFACE, "RegisterAgent", (path,))
@@ -113,23 +153,7 @@ fn agent(ctx: &Ctx, args: &AgentArgs) -> Result<(), Failure> {
                 bus::NAME,
                 e.message().unwrap_or("no reason given")
             ))
-        })?;
-    eprintln!(
-        "Presence agent for {user}: applications that ask whether you are here are shown \
-         here. Ctrl-C stops it."
-    );
-    let mut source = Source::new(args.pin_stdin);
-    loop {
-        conn.process(Duration::from_secs(3600))
-            .map_err(|e| Failure::Unreachable(anyhow!("the system bus connection failed: {e}")))?;
-        let calls = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
-        for call in calls {
-            let reply = answer(&conn, &mut source, &call);
-            if !call.get_no_reply() {
-                let _ = conn.send(reply);
-            }
-        }
-    }
+        })
 }
 
 fn error(call: &Message, name: &'static str, text: &str) -> Message {

@@ -91,8 +91,8 @@ fn system_bus(dir: &Path) -> Bus {
 struct World {
     daemon: Daemon,
     bus: Bus,
-    _service: Process,
-    _dir: tempfile::TempDir,
+    service: Option<Process>,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -114,22 +114,33 @@ impl World {
         )
         .unwrap();
         let bus = system_bus(dir.path());
-        let service = Command::new(artifact("aloha-presence"))
-            .arg("--config")
-            .arg(daemon.config_path())
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .stderr(fs::File::create(dir.path().join("presence.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let world = World {
+        let mut world = World {
             daemon,
             bus,
-            _service: Process(service),
-            _dir: dir,
+            service: None,
+            dir,
         };
-        // Serving once it owns its name.
+        world.start_service();
+        world
+    }
+
+    /// aloha-presence as root on this bus; returns once it owns its name.
+    fn start_service(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("presence.log"))
+            .unwrap();
+        let service = Command::new(artifact("aloha-presence"))
+            .arg("--config")
+            .arg(self.daemon.config_path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus.address)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.service = Some(Process(service));
         let started = Instant::now();
-        while !world
+        while !self
             .dbus_send(
                 None,
                 &[
@@ -148,7 +159,6 @@ impl World {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        world
     }
 
     fn as_user(&self, uid: Option<u32>, program: &Path) -> Command {
@@ -380,5 +390,18 @@ fn the_bus_keeps_other_processes_away_from_the_agent_and_the_questions_bounded()
     );
     // The PIN typed for the agent is still there for the real question.
     w.aloha(Some(NOBODY), &["presence", "ask", "Unlock the test vault"])
+        .ok();
+}
+
+#[test]
+fn an_agent_registers_again_when_the_service_restarts() {
+    let mut w = World::new();
+    let mut agent = w.agent();
+    // What a package upgrade does: the old service goes, a new one (knowing no agent) comes.
+    w.service = None;
+    w.start_service();
+    agent.wait_for("registered again");
+    agent.type_line(PIN);
+    w.aloha(Some(NOBODY), &["presence", "ask", "After an upgrade"])
         .ok();
 }
