@@ -2,10 +2,15 @@
 //! by pam-auth-update: GDM's `gdm-password` stack, a screen locker that authenticates as the
 //! user, and polkit (pkexec with pkttyagent on a pty), each with the PIN, an empty PIN
 //! (Enter) and a wrong PIN reaching the password; pam_aloha inside a sandbox as tight as a
-//! sandboxed polkit helper's. Every message pam_aloha shows on these paths is one line.
+//! sandboxed polkit helper's; the login keyring unlocked by a PIN sign-in through the password
+//! vault; an application's presence question answered on the real system bus through
+//! aloha-presence (D-Bus-activated) and the user's terminal agent. Every message pam_aloha
+//! shows on these paths is one line.
 //!
-//! What runs for real: libpam, pam-auth-update's stacks, pam_unix, pam_gnome_keyring, polkitd,
-//! pkexec, pkttyagent and polkit-agent-helper-1, systemd-run's sandbox, alohad socket-activated on swtpm.
+//! What runs for real: libpam, pam-auth-update's stacks, pam_unix, pam_gnome_keyring and
+//! gnome-keyring-daemon (on alice's user manager's session bus), polkitd, pkexec, pkttyagent and
+//! polkit-agent-helper-1, systemd-run's sandbox, alohad socket-activated on swtpm, the system
+//! bus and aloha-presence.
 //! What does not: GDM and a locker themselves (too heavy under emulation): `pam-client` runs
 //! their PAM services with the conversation they use (answers to prompts, info and error
 //! messages shown), as root for the greeter and as the user for the locker. The file for
