@@ -11,7 +11,10 @@
 //! - [`pam_stack`]: what a PAM service's auth stack runs (alohad's password service check,
 //!   `aloha doctor`).
 //! - [`untrusted`]: outside strings made safe for a log line.
+//! - `bus_calls` (feature `bus`): the inbox and error replies the presence service and agent share.
 
+#[cfg(feature = "bus")]
+pub mod bus_calls;
 pub mod challenge;
 pub mod client;
 pub mod config;

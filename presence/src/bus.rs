@@ -3,14 +3,14 @@
 //! not wait behind it). Who is asking comes from the bus daemon (the caller's uid, from the
 //! kernel's SO_PEERCRED), never from the message.
 
-use std::ffi::CString;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aloha::Secret;
+use aloha::bus_calls::{Inbox, error_reply as error};
 use aloha::client::{Client, ClientError};
 use aloha::presence::{Ask, bus};
 use aloha::protocol::{Gesture, Request, Response, UserStatus};
@@ -21,7 +21,7 @@ use dbus::blocking::stdintf::org_freedesktop_dbus::RequestNameReply;
 use dbus::blocking::{Connection, SyncConnection};
 use dbus::channel::{MatchingReceiver, Sender};
 use dbus::message::MatchRule;
-use dbus::strings::{BusName, ErrorName, Path};
+use dbus::strings::{BusName, Path};
 use tracing::{info, warn};
 
 use crate::agents::{AgentAddress, Closed, Registry};
@@ -55,18 +55,8 @@ pub fn serve(settings: Settings) -> Result<()> {
         RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
         _ => bail!("another process already serves {}", bus::NAME),
     }
-    let queue: Arc<Mutex<Vec<Message>>> = Arc::default();
-    let incoming = queue.clone();
-    conn.start_receive(
-        MatchRule::new_method_call(),
-        Box::new(move |call, _| {
-            incoming
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(call);
-            true
-        }),
-    );
+    let inbox = Inbox::default();
+    conn.start_receive(MatchRule::new_method_call(), Box::new(inbox.collector()));
     info!(name = bus::NAME, "serving on the system bus");
     let shared = Arc::new(Shared {
         conn: conn.clone(),
@@ -84,8 +74,7 @@ pub fn serve(settings: Settings) -> Result<()> {
         };
         conn.process(turn)
             .context("the system bus connection failed")?;
-        let calls = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
-        for call in calls {
+        for call in inbox.take() {
             dispatch(&shared, call);
         }
     }
@@ -104,15 +93,6 @@ impl Shared {
             warn!("could not send a reply on the system bus");
         }
     }
-}
-
-/// A D-Bus error reply: `name` and one sentence.
-fn error(call: &Message, name: &str, text: &str) -> Message {
-    // Every name passed here is a constant (checked by a test); a literal stands behind them.
-    let name = ErrorName::new(name.to_string())
-        .unwrap_or_else(|_| ErrorName::from("org.freedesktop.DBus.Error.Failed"));
-    let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
-    call.error(&name, &text)
 }
 
 fn dispatch(shared: &Arc<Shared>, call: Message) {
@@ -269,16 +249,7 @@ fn verify(shared: &Shared, bus: &Connection, call: &Message, sender: &str, uid: 
         Ok(answer) => call
             .method_return()
             .append2(answer.signature, answer.factor.name()),
-        Err(e) => {
-            let name = match e {
-                Unanswered::NotEnrolled { .. } => bus::error::NOT_ENROLLED,
-                Unanswered::NoAgent | Unanswered::Agent(AgentError::Gone) => bus::error::NO_AGENT,
-                Unanswered::Cancelled => bus::error::CANCELLED,
-                Unanswered::Refused(_) => bus::error::REFUSED,
-                Unanswered::Unavailable(_) | Unanswered::Agent(_) => bus::error::UNAVAILABLE,
-            };
-            error(call, name, &e.to_string())
-        }
+        Err(e) => error(call, e.bus_error(), &e.to_string()),
     }
 }
 
@@ -416,6 +387,7 @@ impl Agent for BusAgent<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dbus::strings::ErrorName;
 
     #[test]
     fn every_error_name_is_a_valid_bus_name() {

@@ -5,7 +5,7 @@
 
 use aloha::Secret;
 use aloha::client::ClientError;
-use aloha::presence::Ask;
+use aloha::presence::{Ask, bus};
 use aloha::protocol::{ErrorCode, Gesture, UserStatus};
 use thiserror::Error;
 
@@ -82,6 +82,19 @@ pub enum Unanswered {
     Unavailable(String),
     #[error("{0}")]
     Agent(#[from] AgentError),
+}
+
+impl Unanswered {
+    /// The D-Bus error name `Verify` answers with.
+    pub fn bus_error(&self) -> &'static str {
+        match self {
+            Unanswered::NotEnrolled { .. } => bus::error::NOT_ENROLLED,
+            Unanswered::NoAgent | Unanswered::Agent(AgentError::Gone) => bus::error::NO_AGENT,
+            Unanswered::Cancelled => bus::error::CANCELLED,
+            Unanswered::Refused(_) => bus::error::REFUSED,
+            Unanswered::Unavailable(_) | Unanswered::Agent(_) => bus::error::UNAVAILABLE,
+        }
+    }
 }
 
 /// Answer `ask` for `user`. `agent` is `None` when the user runs none: then only the face can

@@ -2,10 +2,11 @@
 //! questions with the PIN (`agent`), and the example application (`ask`) that asks one through
 //! `org.aloha.Presence1` and checks the answer against the registered public key itself.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use aloha::bus_calls::{Inbox, error_reply as error};
 use aloha::presence::{Ask, bus};
 use aloha::registry;
 use anyhow::{Context, anyhow};
@@ -14,7 +15,7 @@ use dbus::Message;
 use dbus::blocking::Connection;
 use dbus::channel::{MatchingReceiver, Sender};
 use dbus::message::MatchRule;
-use dbus::strings::{ErrorName, Path};
+use dbus::strings::Path;
 
 use super::prompt::Source;
 use super::{Ctx, Failure, say};
@@ -93,18 +94,8 @@ fn ask(ctx: &Ctx, reason: String) -> Result<(), Failure> {
 fn agent(ctx: &Ctx, args: &AgentArgs) -> Result<(), Failure> {
     let user = ctx.user(None)?;
     let conn = system_bus()?;
-    let queue: Arc<Mutex<Vec<Message>>> = Arc::default();
-    let incoming = queue.clone();
-    conn.start_receive(
-        MatchRule::new_method_call(),
-        Box::new(move |call, _| {
-            incoming
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(call);
-            true
-        }),
-    );
+    let inbox = Inbox::default();
+    conn.start_receive(MatchRule::new_method_call(), Box::new(inbox.collector()));
     // A restarted service (a package upgrade) has forgotten this agent: register again as
     // soon as the bus says the name has a new owner.
     let restarted = Arc::new(AtomicBool::new(false));
@@ -133,8 +124,7 @@ fn agent(ctx: &Ctx, args: &AgentArgs) -> Result<(), Failure> {
             register(&conn)?;
             eprintln!("{} restarted; this agent is registered again.", bus::NAME);
         }
-        let calls = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
-        for call in calls {
+        for call in inbox.take() {
             let reply = answer(&conn, &mut source, &call);
             if !call.get_no_reply() {
                 let _ = conn.send(reply);
@@ -154,11 +144,6 @@ fn register(conn: &Connection) -> Result<(), Failure> {
                 e.message().unwrap_or("no reason given")
             ))
         })
-}
-
-fn error(call: &Message, name: &'static str, text: &str) -> Message {
-    let text = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
-    call.error(&ErrorName::from(name), &text)
 }
 
 /// One question from the service: shown, and the PIN asked for.
