@@ -44,6 +44,12 @@ const REFERENCE: [&str; 3] = ["biden", "hopper", "obama"];
 const STEADY: [&str; 1] = ["hopper"];
 /// The rate camera-feed plays at.
 const FEED_FPS: u32 = 15;
+/// The rate for frames compared byte for byte. v4l2loopback lets its producer write into the
+/// buffer a reader has dequeued once the ring comes round, and the ring is as long as the
+/// reader asked for (alohad asks for 4), so a reader stalled mid-copy for as little as one
+/// period read torn frames under emulation (twice in CI at 15 frames/s). A real camera never
+/// writes into a dequeued buffer; at this rate a stall must outlast a whole period (a third of a second) to tear one.
+const COMPARED_FPS: u32 = 3;
 
 /// What the checks share: the installed binaries and the guest paths they use.
 struct Setup {
@@ -117,8 +123,8 @@ fn sh(guest: &mut Guest, script: &str) -> GuestOutput {
 /// The binaries, the reference images, the face models and alohad's configuration into the
 /// share; the loopback devices loaded and alohad started. v4l2loopback shares its buffer ring
 /// with the producer, which writes into a buffer a reader has dequeued once the ring comes
-/// round: with its default of two buffers, a reader delayed by a loaded host read torn frames
-/// (a real camera never writes into a dequeued buffer), so the ring gets eight.
+/// round. The ring is as long as the reader asks for, up to `max_buffers` (2 by default), so
+/// `max_buffers=8` lets alohad have the 4 it asks for; see `COMPARED_FPS` for the rest.
 fn install(guest: &mut Guest) -> Setup {
     let share = guest.share_dir();
     let images = share.join("reference");
@@ -179,6 +185,7 @@ fn feed(
     setup: &Setup,
     dev: &str,
     fourcc: &str,
+    fps: u32,
     extra: &str,
     pictures: &[&str],
 ) -> PathBuf {
@@ -197,7 +204,7 @@ fn feed(
         guest,
         &format!(
             "systemctl stop feed-{node} 2>/dev/null || true
-             systemd-run --unit=feed-{node} --collect {} {dev} {fourcc} {FEED_FPS} {gout} {extra} {}
+             systemd-run --unit=feed-{node} --collect {} {dev} {fourcc} {fps} {gout} {extra} {}
              for i in $(seq 200); do [ -e {gout}/ready ] && break; sleep 0.1; done
              [ -e {gout}/ready ] || {{ journalctl -u feed-{node}; exit 1; }}",
             setup.feed,
@@ -245,7 +252,7 @@ fn assert_refused(lines: &str, status: i32, kind: &str) {
 }
 
 fn colour_only_is_refused(guest: &mut Guest, setup: &mut Setup) {
-    let sent = feed(guest, setup, COLOUR, "YUYV", "", &REFERENCE);
+    let sent = feed(guest, setup, COLOUR, "YUYV", COMPARED_FPS, "", &REFERENCE);
     let report = survey(guest, setup);
     let n = node(&report, COLOUR);
     assert_eq!(n["formats"], serde_json::json!(["YUYV"]), "{report:#}");
@@ -274,7 +281,7 @@ fn colour_only_is_refused(guest: &mut Guest, setup: &mut Setup) {
 }
 
 fn infrared_is_picked_over_colour(guest: &mut Guest, setup: &mut Setup) {
-    feed(guest, setup, LOOP, "GREY", "", &STEADY);
+    feed(guest, setup, LOOP, "GREY", FEED_FPS, "", &STEADY);
     let report = survey(guest, setup);
     let n = node(&report, LOOP);
     assert_eq!(n["infrared"], true, "{report:#}");
@@ -393,13 +400,13 @@ fn timings(what: &str, lines: &str) {
 
 fn capture_is_byte_identical(guest: &mut Guest, setup: &mut Setup) {
     let count = 12;
-    let sent = feed(guest, setup, LOOP, "GREY", "", &REFERENCE);
+    let sent = feed(guest, setup, LOOP, "GREY", COMPARED_FPS, "", &REFERENCE);
     let (got, lines) = grab(guest, setup, LOOP, count, "got-grey");
     assert!(lines.contains("GREY 640x480"), "{lines}");
     assert_identical(&sent, &got, count);
     timings("GREY capture", &lines);
     // By `auto`, beside the colour node: the infrared one, in its 16-bit format.
-    let sent = feed(guest, setup, LOOP, "Y16", "", &REFERENCE);
+    let sent = feed(guest, setup, LOOP, "Y16", COMPARED_FPS, "", &REFERENCE);
     let (got, lines) = grab(guest, setup, "auto", count, "got-y16");
     assert!(
         lines.starts_with(&format!("opened {LOOP} (Y16 640x480)")) && lines.contains("16-bit"),
@@ -410,7 +417,7 @@ fn capture_is_byte_identical(guest: &mut Guest, setup: &mut Setup) {
 }
 
 fn emitter_alternation_is_seen(guest: &mut Guest, setup: &mut Setup) {
-    feed(guest, setup, LOOP, "GREY", "--alternate", &STEADY);
+    feed(guest, setup, LOOP, "GREY", FEED_FPS, "--alternate", &STEADY);
     let report = survey(guest, setup);
     assert_eq!(report["emitter"]["fires"], true, "{report:#}");
     assert!(
@@ -420,7 +427,7 @@ fn emitter_alternation_is_seen(guest: &mut Guest, setup: &mut Setup) {
         "{report:#}"
     );
     // Back to steady frames for the checks after this one.
-    feed(guest, setup, LOOP, "GREY", "", &STEADY);
+    feed(guest, setup, LOOP, "GREY", FEED_FPS, "", &STEADY);
 }
 
 /// The face service (alohad's enrolment, through `Cameras::open`) opens the infrared node

@@ -8,7 +8,7 @@
 //! `GREY` and `Y16`, the luma for `YUYV`. With `--alternate` a dimmed copy (a quarter of the
 //! brightness) follows each frame, as an IR emitter lighting every other frame does. It then sets the device's OUTPUT format (`V4L2_FIELD_NONE`,
 //! `bytesperline` = width × bytes a pixel), writes `OUTDIR/ready`, and `write()`s the frames
-//! in turn at FPS until killed.
+//! in turn at FPS until killed, dropping the frames it is too late for as a camera does.
 
 use std::fs::File;
 use std::io::Write;
@@ -93,8 +93,16 @@ fn run(args: &[String]) -> Result<(), String> {
         if n == 0 {
             std::fs::write(outdir.join("ready"), b"").map_err(|e| e.to_string())?;
         }
+        // A sensor's clock: a late frame takes its slot's place and the slots missed are
+        // dropped, never made up in a burst. A burst (after the guest stalled this process)
+        // wrote round v4l2loopback's ring while a reader was still copying a buffer out of
+        // it, and the reader got a torn frame.
         due += period;
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        if due < now {
+            due = now;
+        }
+        std::thread::sleep(due.saturating_duration_since(now));
     }
     Ok(())
 }
