@@ -31,8 +31,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Build alohad, aloha, aloha-presence and pam_aloha.so with the tests' own profile, once per test process,
-/// so `cargo test` alone always exercises the current code.
+/// Build alohad, aloha, aloha-presence and pam_aloha.so with the tests' own profile, once per
+/// test process, so `cargo test` alone always exercises the current code.
+///
+/// The whole workspace's libraries and binaries, not just those four packages: cargo unifies
+/// features over the packages selected, and four alone (aloha-face without its `cli` feature,
+/// so aloha-helper and everything above it too) are a second build of each crate beside the
+/// one `cargo build --workspace` made — minutes of compiling inside the first test on a fresh
+/// machine. The workspace's own selection is already built there, so this is a no-op.
 pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -45,18 +51,7 @@ pub fn ensure_built() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "aloha",
-                "-p",
-                "aloha-helper",
-                "-p",
-                "aloha-presence",
-                "-p",
-                "pam_aloha",
-            ])
+            .args(["build", "--quiet", "--workspace", "--lib", "--bins"])
             .env("CARGO_TARGET_DIR", target);
         if release {
             cmd.arg("--release");
