@@ -6,7 +6,7 @@ use aloha::protocol::BackendKind;
 use aloha::registry::{self, REGISTRY_VERSION, RegisteredKey};
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_versioned, write_json};
+use super::files::{UserRecord, read_user_record, write_json};
 use super::{Store, StoreError};
 use crate::backend::{KeyBlob, SALT_LEN};
 
@@ -55,24 +55,23 @@ impl Container {
     }
 }
 
+impl UserRecord for Container {
+    const KIND: &'static str = "container";
+    const VERSION: u32 = CONTAINER_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 impl Store {
     pub fn load_container(&self, user: &str) -> Result<Option<Container>, StoreError> {
         let path = self.container_path(user);
-        let Some(container) = read_versioned::<Container>(&path, CONTAINER_VERSION)? else {
+        let Some(container) = read_user_record::<Container>(path.clone(), user)? else {
             return Ok(None);
         };
-        if container.version != CONTAINER_VERSION {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!("unknown container version {}", container.version),
-            });
-        }
-        if container.user != user {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!("it belongs to {:?}, not {user:?}", container.user),
-            });
-        }
         if container.protectors.pin.kind() != container.backend {
             return Err(StoreError::Corrupt {
                 path,

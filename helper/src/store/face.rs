@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::attempts::{load_counter, save_counter};
-use super::files::{key_file, read_versioned, write_json};
+use super::files::{UserRecord, key_file, read_user_record, write_json};
 use super::{Store, StoreError};
 use crate::backend::KeyBlob;
 
@@ -65,6 +65,17 @@ pub struct FaceRecord {
     pub labels: Vec<FaceLabel>,
 }
 
+impl UserRecord for FaceRecord {
+    const KIND: &'static str = "face";
+    const VERSION: u32 = FACE_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 impl Store {
     fn face_path(&self, user: &str) -> std::path::PathBuf {
         self.user_dir(user).join("face.json")
@@ -76,24 +87,9 @@ impl Store {
 
     pub fn load_face(&self, user: &str) -> Result<Option<FaceRecord>, StoreError> {
         let path = self.face_path(user);
-        let Some(record) = read_versioned::<FaceRecord>(&path, FACE_VERSION)? else {
+        let Some(record) = read_user_record::<FaceRecord>(path.clone(), user)? else {
             return Ok(None);
         };
-        if record.version != FACE_VERSION {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!(
-                    "face format version {} is not one this alohad reads ({FACE_VERSION})",
-                    record.version
-                ),
-            });
-        }
-        if record.user != user {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!("it belongs to {:?}, not {user:?}", record.user),
-            });
-        }
         if record.protector.kind() != record.backend {
             return Err(StoreError::Corrupt {
                 path,

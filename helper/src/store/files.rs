@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -124,6 +124,46 @@ pub(super) fn read_versioned<T: DeserializeOwned>(
         });
     }
     parse_json(path, &bytes).map(Some)
+}
+
+/// A user's own state file (key container, face, vault): its format version and whose it is.
+pub(super) trait UserRecord: DeserializeOwned {
+    /// What the file holds, for errors: "container", "face", "vault".
+    const KIND: &'static str;
+    /// The one format version this alohad reads and writes.
+    const VERSION: u32;
+    fn version(&self) -> u32;
+    fn user(&self) -> &str;
+}
+
+/// `user`'s record at `path`, if there is one: one from a newer Aloha is refused as such, one
+/// of an older format or belonging to another user as corrupt (a file copied or renamed from
+/// another user's directory is never theirs).
+pub(super) fn read_user_record<T: UserRecord>(
+    path: PathBuf,
+    user: &str,
+) -> Result<Option<T>, StoreError> {
+    let Some(record) = read_versioned::<T>(&path, T::VERSION)? else {
+        return Ok(None);
+    };
+    if record.version() != T::VERSION {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!(
+                "{} format version {} is not one this alohad reads ({})",
+                T::KIND,
+                record.version(),
+                T::VERSION
+            ),
+        });
+    }
+    if record.user() != user {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!("it belongs to {:?}, not {user:?}", record.user()),
+        });
+    }
+    Ok(Some(record))
 }
 
 fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {

@@ -6,7 +6,7 @@ use aloha::lockout::Attempts;
 use aloha::protocol::BackendKind;
 
 use super::attempts::AttemptsFile;
-use super::files::{create_exclusive, read_json, read_optional};
+use super::files::{UserRecord, create_exclusive, read_json, read_optional, read_user_record};
 use super::history::HistoryFile;
 use super::*;
 use crate::backend::{KdfParams, KeyBlob, SALT_LEN};
@@ -272,5 +272,56 @@ fn legacy_and_current_history_are_told_apart() {
     ));
     store.remove_history("al").unwrap();
     assert_eq!(store.load_history("al").unwrap(), StoredHistory::None);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the key container, the face and the vault records share.
+#[derive(Debug, serde::Deserialize)]
+struct Note {
+    version: u32,
+    user: String,
+}
+
+impl UserRecord for Note {
+    const KIND: &'static str = "note";
+    const VERSION: u32 = 2;
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+#[test]
+fn a_user_record_is_read_only_for_its_owner_and_in_this_format() {
+    let dir = temp();
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("note.json");
+    let read = |user: &str| read_user_record::<Note>(path.clone(), user);
+    assert!(read("bob").unwrap().is_none(), "no file, no record");
+    fs::write(&path, br#"{"version":2,"user":"bob"}"#).unwrap();
+    assert_eq!(read("bob").unwrap().unwrap().user, "bob");
+    let theirs = read("carol").unwrap_err();
+    assert!(
+        matches!(theirs, StoreError::Corrupt { .. })
+            && theirs
+                .to_string()
+                .contains(r#"it belongs to "bob", not "carol""#),
+        "{theirs}"
+    );
+    fs::write(&path, br#"{"version":1,"user":"bob"}"#).unwrap();
+    let older = read("bob").unwrap_err();
+    assert!(
+        older
+            .to_string()
+            .contains("note format version 1 is not one this alohad reads (2)"),
+        "{older}"
+    );
+    fs::write(&path, br#"{"version":3,"user":"bob","new":true}"#).unwrap();
+    assert!(matches!(
+        read("bob"),
+        Err(StoreError::Newer { version: 3, .. })
+    ));
     fs::remove_dir_all(&dir).unwrap();
 }

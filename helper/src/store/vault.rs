@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_versioned, write_json};
+use super::files::{UserRecord, read_user_record, write_json};
 use super::{Store, StoreError};
 use crate::vault::SealedPassword;
 
@@ -25,32 +25,24 @@ pub struct VaultRecord {
     pub password: SealedPassword,
 }
 
+impl UserRecord for VaultRecord {
+    const KIND: &'static str = "vault";
+    const VERSION: u32 = VAULT_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 impl Store {
     fn vault_path(&self, user: &str) -> std::path::PathBuf {
         self.user_dir(user).join("vault.json")
     }
 
     pub fn load_vault(&self, user: &str) -> Result<Option<VaultRecord>, StoreError> {
-        let path = self.vault_path(user);
-        let Some(record) = read_versioned::<VaultRecord>(&path, VAULT_VERSION)? else {
-            return Ok(None);
-        };
-        if record.version != VAULT_VERSION {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!(
-                    "vault format version {} is not one this alohad reads ({VAULT_VERSION})",
-                    record.version
-                ),
-            });
-        }
-        if record.user != user {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!("it belongs to {:?}, not {user:?}", record.user),
-            });
-        }
-        Ok(Some(record))
+        read_user_record(self.vault_path(user), user)
     }
 
     pub fn save_vault(&self, record: &VaultRecord) -> Result<(), StoreError> {
