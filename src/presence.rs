@@ -25,10 +25,19 @@ pub mod bus {
     pub const NAME: &str = "org.aloha.Presence1";
     pub const PATH: &str = "/org/aloha/Presence1";
     pub const INTERFACE: &str = "org.aloha.Presence1";
-    /// A user's agent: `AskPin(s reason, s application, s note) -> (s pin)`; the error
-    /// [`error::CANCELLED`] when the person declines.
+    /// A user's agent: `AskPin(s reason, s application, s note, u seconds) -> (s pin)`; the
+    /// error [`error::CANCELLED`] when the person declines, [`error::TIMED_OUT`] when nobody
+    /// typed a PIN within `seconds` (the agent then takes its prompt away). And
+    /// `FaceAttempt(s reason, s application)`, no reply: the face is being tried, look at the
+    /// camera.
     pub const AGENT_INTERFACE: &str = "org.aloha.PresenceAgent1";
     pub const AGENT_PATH: &str = "/org/aloha/PresenceAgent1";
+
+    /// How long a question stays open: the face attempt and the person's PIN entries all fit
+    /// in it (then [`error::TIMED_OUT`]). `Verify` answers at most one step with alohad later
+    /// (at most 30 s, normally milliseconds), so a caller waits a minute more before it gives
+    /// up.
+    pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(180);
 
     /// The errors `Verify` and the agent answer with.
     pub mod error {
@@ -36,6 +45,7 @@ pub mod bus {
         pub const NOT_ENROLLED: &str = "org.aloha.Presence1.Error.NotEnrolled";
         pub const NO_AGENT: &str = "org.aloha.Presence1.Error.NoAgent";
         pub const CANCELLED: &str = "org.aloha.Presence1.Error.Cancelled";
+        pub const TIMED_OUT: &str = "org.aloha.Presence1.Error.TimedOut";
         pub const REFUSED: &str = "org.aloha.Presence1.Error.Refused";
         pub const BUSY: &str = "org.aloha.Presence1.Error.Busy";
         pub const UNAVAILABLE: &str = "org.aloha.Presence1.Error.Unavailable";

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aloha::Secret;
 use aloha::bus_calls::{Inbox, error_reply as error};
@@ -25,21 +25,22 @@ use dbus::strings::{BusName, Path};
 use tracing::{info, warn};
 
 use crate::agents::{AgentAddress, Closed, Registry};
-use crate::question::{self, Agent, AgentError, Alohad, Unanswered};
+use crate::question::{self, Agent, AgentError, Alohad, Time, Unanswered};
 
 /// Calls being worked on at once (questions, registrations); more are told to retry.
 const MAX_WORKERS: usize = 64;
-/// How long a person has to answer the agent's prompt.
-const AGENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The bus daemon's own answers (who is calling).
 const BUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// An agent ends its prompt when the entry's time is up and says so; this much longer is
+/// waited for that answer before the agent counts as silent.
+const AGENT_SLACK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub socket: PathBuf,
     /// Each step with alohad; a face attempt is bounded by alohad itself.
     pub alohad_timeout: Duration,
-    pub face_timeout_ms: u64,
+    pub face_timeout: Duration,
 }
 
 /// Serve until the bus goes away.
@@ -222,13 +223,18 @@ fn verify(shared: &Shared, bus: &Connection, call: &Message, sender: &str, uid: 
     let address = shared.registry.agent(uid);
     let mut agent = address.as_ref().and_then(|a| BusAgent::new(bus, a));
     let mut alohad = SocketAlohad(&shared.settings);
+    let time = Time {
+        face_timeout: shared.settings.face_timeout,
+        deadline: Instant::now() + bus::ANSWER_WITHIN,
+        now: &Instant::now,
+    };
     let result = question::answer(
         &mut alohad,
         agent.as_mut().map(|a| a as &mut dyn Agent),
         &user,
         &application,
         &ask,
-        shared.settings.face_timeout_ms,
+        &time,
     );
     if let (Err(Unanswered::Agent(AgentError::Gone)), Some(address)) = (&result, &address) {
         shared.registry.unregister(uid, address);
@@ -342,27 +348,47 @@ impl<'a> BusAgent<'a> {
         let name = BusName::new(address.bus_name.clone()).ok()?;
         let path = Path::new(address.path.clone()).ok()?;
         Some(BusAgent {
-            proxy: bus.with_proxy(name, path, AGENT_TIMEOUT),
+            proxy: bus.with_proxy(name, path, question::ENTRY_TIMEOUT),
         })
     }
 }
 
 impl Agent for BusAgent<'_> {
+    fn face_attempt(&mut self, reason: &str, application: &str) {
+        let proxy = &self.proxy;
+        let Ok(call) = Message::new_method_call(
+            proxy.destination.clone(),
+            proxy.path.clone(),
+            bus::AGENT_INTERFACE,
+            "FaceAttempt",
+        ) else {
+            return;
+        };
+        let mut call = call.append2(reason, application);
+        call.set_no_reply(true);
+        // Best effort: an agent that misses it still gets the PIN question.
+        let _ = proxy.connection.send(call);
+    }
+
     fn ask_pin(
         &mut self,
         reason: &str,
         application: &str,
         note: &str,
+        within: Duration,
     ) -> Result<Option<Secret>, AgentError> {
+        self.proxy.timeout = within + AGENT_SLACK;
+        let seconds = u32::try_from(within.as_secs()).unwrap_or(u32::MAX);
         let reply = self.proxy.method_call::<(String,), _, _, _>(
             bus::AGENT_INTERFACE,
             "AskPin",
-            (reason, application, note),
+            (reason, application, note, seconds),
         );
         match reply {
             Ok((pin,)) => Ok(Some(Secret::from(pin))),
             Err(e) => match e.name() {
                 Some(name) if name == bus::error::CANCELLED => Ok(None),
+                Some(name) if name == bus::error::TIMED_OUT => Err(AgentError::NoAnswer),
                 Some(
                     "org.freedesktop.DBus.Error.ServiceUnknown"
                     | "org.freedesktop.DBus.Error.NameHasNoOwner"
@@ -372,10 +398,7 @@ impl Agent for BusAgent<'_> {
                 ) => Err(AgentError::Gone),
                 Some(
                     "org.freedesktop.DBus.Error.NoReply" | "org.freedesktop.DBus.Error.Timeout",
-                ) => Err(AgentError::Failed(format!(
-                    "nobody answered within {} s",
-                    AGENT_TIMEOUT.as_secs()
-                ))),
+                ) => Err(AgentError::NoAnswer),
                 _ => Err(AgentError::Failed(
                     e.message().unwrap_or("no reason given").into(),
                 )),
@@ -396,6 +419,7 @@ mod tests {
             bus::error::NOT_ENROLLED,
             bus::error::NO_AGENT,
             bus::error::CANCELLED,
+            bus::error::TIMED_OUT,
             bus::error::REFUSED,
             bus::error::BUSY,
             bus::error::UNAVAILABLE,

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let settings = bus::Settings {
         socket: config.daemon.socket.clone(),
         alohad_timeout: Duration::from_secs(30),
-        face_timeout_ms: config.face.attempt_timeout_ms,
+        face_timeout: Duration::from_millis(config.face.attempt_timeout_ms),
     };
     match bus::serve(settings) {
         Ok(()) => ExitCode::SUCCESS,

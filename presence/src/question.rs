@@ -3,6 +3,8 @@
 //! logic is plain Rust behind two traits, so it is tested with scripted stand-ins; the bus and
 //! the socket are the thin shells in `bus.rs` and `main.rs`.
 
+use std::time::{Duration, Instant};
+
 use aloha::Secret;
 use aloha::client::ClientError;
 use aloha::presence::{Ask, bus};
@@ -12,6 +14,25 @@ use thiserror::Error;
 /// PIN entries per question: a mistyped PIN gets another chance, a guesser gets few (and each
 /// counts against the user's lockout in alohad anyway).
 pub const PIN_TRIES: usize = 3;
+/// How long a person has for one PIN entry at the agent.
+pub const ENTRY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Less than this left of the question's time: no new PIN entry is asked for (nobody types a
+/// PIN in a second), the question ends.
+const LEAST_ENTRY_TIME: Duration = Duration::from_secs(5);
+
+/// A question's time: the face attempt's own bound and the whole question's deadline, read
+/// from a clock the caller gives (tests need no sleeps).
+pub struct Time<'a> {
+    pub face_timeout: Duration,
+    pub deadline: Instant,
+    pub now: &'a dyn Fn() -> Instant,
+}
+
+impl Time<'_> {
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since((self.now)())
+    }
+}
 
 /// alohad, as this service uses it.
 pub trait Alohad {
@@ -23,12 +44,18 @@ pub trait Alohad {
 
 /// The user's agent: shows the question and asks for the PIN.
 pub trait Agent {
-    /// `Ok(None)`: the person declined (Escape, an empty entry).
+    /// The face is being tried now: the person should look at the camera. Best effort, no
+    /// answer (a face match needs nothing typed).
+    fn face_attempt(&mut self, reason: &str, application: &str);
+
+    /// `Ok(None)`: the person declined (Escape, an empty entry). `within`: how long the
+    /// person has; past it the agent is [`AgentError::NoAnswer`].
     fn ask_pin(
         &mut self,
         reason: &str,
         application: &str,
         note: &str,
+        within: Duration,
     ) -> Result<Option<Secret>, AgentError>;
 }
 
@@ -37,6 +64,9 @@ pub enum AgentError {
     /// The agent's connection or object is gone (it exited): it is forgotten.
     #[error("your presence agent went away")]
     Gone,
+    /// Nobody typed anything in the time given.
+    #[error("nobody answered at your presence agent in time")]
+    NoAnswer,
     #[error("your presence agent failed: {0}")]
     Failed(String),
 }
@@ -75,6 +105,8 @@ pub enum Unanswered {
     NoAgent,
     #[error("the person declined")]
     Cancelled,
+    #[error("nobody answered in time: ask again when you are at the computer")]
+    TimedOut,
     /// alohad's own sentence (a lock, a paused face, too many wrong PINs...).
     #[error("{0}")]
     Refused(String),
@@ -91,6 +123,7 @@ impl Unanswered {
             Unanswered::NotEnrolled { .. } => bus::error::NOT_ENROLLED,
             Unanswered::NoAgent | Unanswered::Agent(AgentError::Gone) => bus::error::NO_AGENT,
             Unanswered::Cancelled => bus::error::CANCELLED,
+            Unanswered::TimedOut => bus::error::TIMED_OUT,
             Unanswered::Refused(_) => bus::error::REFUSED,
             Unanswered::Unavailable(_) | Unanswered::Agent(_) => bus::error::UNAVAILABLE,
         }
@@ -98,14 +131,15 @@ impl Unanswered {
 }
 
 /// Answer `ask` for `user`. `agent` is `None` when the user runs none: then only the face can
-/// answer.
+/// answer. The face attempt and every PIN entry fit in `time`, so the question ends (and
+/// frees the user's one open question) by its deadline plus one step with alohad.
 pub fn answer(
     alohad: &mut dyn Alohad,
-    agent: Option<&mut dyn Agent>,
+    mut agent: Option<&mut dyn Agent>,
     user: &str,
     application: &str,
     ask: &Ask,
-    face_timeout_ms: u64,
+    time: &Time,
 ) -> Result<Answer, Unanswered> {
     let status = alohad.status(user).map_err(unavailable)?;
     if !status.enrolled {
@@ -113,8 +147,12 @@ pub fn answer(
     }
     let mut note = String::new();
     if status.face.as_ref().is_some_and(|f| f.usable && !f.paused) {
+        if let Some(agent) = agent.as_mut() {
+            agent.face_attempt(ask.reason(), application);
+        }
+        let within = time.face_timeout.min(time.left());
         let face = Gesture::Face {
-            timeout_ms: face_timeout_ms,
+            timeout_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
         };
         match alohad.presence(user, ask, face) {
             Ok(signature) => {
@@ -135,9 +173,16 @@ pub fn answer(
         });
     };
     for _ in 0..PIN_TRIES {
-        let pin = match agent.ask_pin(ask.reason(), application, &note)? {
-            Some(pin) if !pin.is_empty() => pin,
-            _ => return Err(Unanswered::Cancelled),
+        let left = time.left();
+        if left < LEAST_ENTRY_TIME {
+            return Err(Unanswered::TimedOut);
+        }
+        let entry = agent.ask_pin(ask.reason(), application, &note, left.min(ENTRY_TIMEOUT));
+        let pin = match entry {
+            Ok(Some(pin)) if !pin.is_empty() => pin,
+            Ok(_) => return Err(Unanswered::Cancelled),
+            Err(AgentError::NoAnswer) => return Err(Unanswered::TimedOut),
+            Err(e) => return Err(e.into()),
         };
         match alohad.presence(user, ask, Gesture::Pin { pin }) {
             Ok(signature) => {
@@ -168,6 +213,8 @@ mod tests {
     use super::*;
     use aloha::lockout::Gate;
     use aloha::protocol::{FaceStatus, Failure};
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     struct ScriptedAlohad {
         status: UserStatus,
@@ -195,15 +242,32 @@ mod tests {
     struct ScriptedAgent {
         entries: Vec<Result<Option<&'static str>, AgentError>>,
         notes: Vec<String>,
+        /// The time each entry was given; each entry takes `typing` on `clock`.
+        within: Vec<Duration>,
+        /// Face attempts it was told of.
+        faces: usize,
+        typing: Duration,
+        clock: Rc<Cell<Instant>>,
     }
 
     impl Agent for ScriptedAgent {
+        fn face_attempt(&mut self, reason: &str, application: &str) {
+            assert_eq!(
+                (reason, application),
+                ("Unlock the vault", "keepass (pid 7)")
+            );
+            self.faces += 1;
+        }
+
         fn ask_pin(
             &mut self,
             reason: &str,
             application: &str,
             note: &str,
+            within: Duration,
         ) -> Result<Option<Secret>, AgentError> {
+            self.within.push(within);
+            self.clock.set(self.clock.get() + self.typing);
             assert_eq!(
                 (reason, application),
                 ("Unlock the vault", "keepass (pid 7)")
@@ -264,18 +328,43 @@ mod tests {
         ScriptedAgent {
             entries,
             notes: vec![],
+            within: vec![],
+            faces: 0,
+            typing: Duration::from_secs(2),
+            clock: Rc::new(Cell::new(Instant::now())),
         }
     }
 
+    const FACE_TIMEOUT: Duration = Duration::from_secs(4);
+    const QUESTION: Duration = Duration::from_secs(180);
+
     fn run(a: &mut ScriptedAlohad, g: Option<&mut ScriptedAgent>) -> Result<Answer, Unanswered> {
+        run_with(a, g, FACE_TIMEOUT)
+    }
+
+    /// The question's clock is the agent's (a question without one has a clock of its own).
+    fn run_with(
+        a: &mut ScriptedAlohad,
+        g: Option<&mut ScriptedAgent>,
+        face_timeout: Duration,
+    ) -> Result<Answer, Unanswered> {
         let ask = Ask::new("Unlock the vault", vec![1; 32]).unwrap();
+        let clock = g
+            .as_ref()
+            .map_or_else(|| Rc::new(Cell::new(Instant::now())), |g| g.clock.clone());
+        let now = || clock.get();
+        let time = Time {
+            face_timeout,
+            deadline: clock.get() + QUESTION,
+            now: &now,
+        };
         answer(
             a,
             g.map(|g| g as &mut dyn Agent),
             "alice",
             "keepass (pid 7)",
             &ask,
-            4000,
+            &time,
         )
     }
 
@@ -313,6 +402,7 @@ mod tests {
         );
         let mut g = agent(vec![Ok(Some("1234"))]);
         assert_eq!(run(&mut a, Some(&mut g)).unwrap().factor, Factor::Pin);
+        assert_eq!(g.faces, 1, "the agent said to look at the camera first");
         assert_eq!(g.notes, vec!["Face not recognised.".to_string()]);
     }
 
@@ -323,6 +413,7 @@ mod tests {
         run(&mut a, Some(&mut g)).unwrap();
         assert_eq!(a.got.len(), 1);
         assert!(matches!(a.got[0], Gesture::Pin { .. }));
+        assert_eq!(g.faces, 0, "nobody is told to look at a camera not used");
     }
 
     #[test]
@@ -360,6 +451,47 @@ mod tests {
             assert_eq!(run(&mut a, Some(&mut g)), Err(Unanswered::Cancelled));
             assert!(a.got.is_empty());
         }
+    }
+
+    #[test]
+    fn each_entry_gets_at_most_what_is_left_of_the_question_then_it_times_out() {
+        let wrong = || refused(ErrorCode::WrongPin, "Wrong PIN. 7 tries left.");
+        let mut a = alohad(status(true, None), vec![wrong(), wrong()]);
+        let mut g = agent(vec![Ok(Some("1")), Ok(Some("2")), Ok(Some("3"))]);
+        g.typing = Duration::from_secs(100);
+        assert_eq!(run(&mut a, Some(&mut g)), Err(Unanswered::TimedOut));
+        // 180 s: the first entry gets its own 120 s, the second the 80 s left; with 2 s left
+        // nobody is asked a third time and alohad sees no third attempt.
+        assert_eq!(
+            g.within,
+            vec![ENTRY_TIMEOUT, Duration::from_secs(80)],
+            "the time each entry was given"
+        );
+        assert_eq!(a.got.len(), 2);
+        assert_eq!(
+            Unanswered::TimedOut.bus_error(),
+            "org.aloha.Presence1.Error.TimedOut"
+        );
+    }
+
+    #[test]
+    fn an_entry_nobody_answers_ends_the_question_as_timed_out() {
+        let mut a = alohad(status(true, None), vec![]);
+        let mut g = agent(vec![Err(AgentError::NoAnswer)]);
+        assert_eq!(run(&mut a, Some(&mut g)), Err(Unanswered::TimedOut));
+        assert!(a.got.is_empty());
+    }
+
+    #[test]
+    fn the_face_attempt_fits_in_the_question() {
+        let mut a = alohad(status(true, Some((true, false))), vec![Ok(vec![8; 64])]);
+        run_with(&mut a, None, Duration::from_secs(600)).unwrap();
+        assert_eq!(
+            a.got,
+            vec![Gesture::Face {
+                timeout_ms: 180_000
+            }]
+        );
     }
 
     #[test]

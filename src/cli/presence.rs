@@ -20,8 +20,8 @@ use dbus::strings::Path;
 use super::prompt::Source;
 use super::{Ctx, Failure, say};
 
-/// How long `ask` waits: a person may take a while to type the PIN.
-const ASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `ask` waits: the question's own time, and a minute for the last step with alohad.
+const ASK_TIMEOUT: Duration = Duration::from_secs(bus::ANSWER_WITHIN.as_secs() + 60);
 const BUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Subcommand)]
@@ -146,20 +146,23 @@ fn register(conn: &Connection) -> Result<(), Failure> {
         })
 }
 
-/// One question from the service: shown, and the PIN asked for.
+/// One call from the service: a question shown and the PIN asked for, or a face attempt shown.
 fn answer(conn: &Connection, source: &mut Source, call: &Message) -> Message {
     let ours = call.path().is_some_and(|p| &*p == bus::AGENT_PATH)
         && call
             .interface()
-            .is_some_and(|i| &*i == bus::AGENT_INTERFACE)
-        && call.member().is_some_and(|m| &*m == "AskPin");
-    if !ours {
-        return error(
-            call,
-            "org.freedesktop.DBus.Error.UnknownMethod",
-            "a presence agent has only AskPin",
-        );
-    }
+            .is_some_and(|i| &*i == bus::AGENT_INTERFACE);
+    let face_attempt = match call.member() {
+        Some(m) if ours && &*m == "AskPin" => false,
+        Some(m) if ours && &*m == "FaceAttempt" => true,
+        _ => {
+            return error(
+                call,
+                "org.freedesktop.DBus.Error.UnknownMethod",
+                "a presence agent has only AskPin and FaceAttempt",
+            );
+        }
+    };
     // Only root (aloha-presence; its workers call from their own connections) may ask:
     // anyone else asking is fishing for the PIN. The bus policy already lets only root call an
     // agent; this holds without it too. Root could read far more than a PIN anyway.
@@ -175,15 +178,31 @@ fn answer(conn: &Connection, source: &mut Source, call: &Message) -> Message {
             &format!("only {} may ask this agent", bus::NAME),
         );
     }
-    let Ok((reason, application, note)) = call.read3::<String, String, String>() else {
+    // Both come from elsewhere: printed without control characters.
+    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+    if face_attempt {
+        let Ok((reason, application)) = call.read2::<String, String>() else {
+            return error(
+                call,
+                "org.freedesktop.DBus.Error.InvalidArgs",
+                "expected (s reason, s application)",
+            );
+        };
+        eprintln!(
+            "\n{} asks whether you are here: \"{}\"\nLook at the camera...",
+            clean(&application),
+            clean(&reason)
+        );
+        return call.method_return();
+    }
+    let Ok((reason, application, note, seconds)) = call.read4::<String, String, String, u32>()
+    else {
         return error(
             call,
             "org.freedesktop.DBus.Error.InvalidArgs",
-            "expected (s reason, s application, s note)",
+            "expected (s reason, s application, s note, u seconds)",
         );
     };
-    // Both come from elsewhere: printed without control characters.
-    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
     eprintln!(
         "\n{} asks whether you are here: \"{}\"",
         clean(&application),
@@ -192,9 +211,14 @@ fn answer(conn: &Connection, source: &mut Source, call: &Message) -> Message {
     if !note.is_empty() {
         eprintln!("{}", clean(&note));
     }
-    match source.existing("PIN (Enter alone declines):") {
-        Ok(pin) if !pin.is_empty() => call.method_return().append1(pin.expose()),
-        Ok(_) => error(call, bus::error::CANCELLED, "declined"),
+    let within = Duration::from_secs(seconds.into());
+    match source.existing_within("PIN (Enter alone declines):", within) {
+        Ok(Some(pin)) if !pin.is_empty() => call.method_return().append1(pin.expose()),
+        Ok(Some(_)) => error(call, bus::error::CANCELLED, "declined"),
+        Ok(None) => {
+            eprintln!("No PIN within {seconds} s: the question was dropped.");
+            error(call, bus::error::TIMED_OUT, "nobody answered in time")
+        }
         Err(e) => error(call, bus::error::CANCELLED, &format!("no PIN: {e:#}")),
     }
 }

@@ -4,9 +4,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use aloha::Secret;
 use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 use zeroize::Zeroizing;
@@ -42,18 +44,29 @@ impl Source {
     /// A secret the user already has (a password, the current PIN).
     pub fn existing(&mut self, prompt: &str) -> Result<Secret> {
         match self {
-            Source::Terminal => ask_terminal(prompt),
-            Source::Stdin => read_line(prompt),
+            Source::Terminal => ask_terminal(prompt, None),
+            Source::Stdin => read_line(prompt, None),
+        }?
+        .ok_or_else(|| anyhow::anyhow!("no entry"))
+    }
+
+    /// A secret the user already has, typed `within` this time: `Ok(None)` once it has passed
+    /// (the question it answered is gone; a prompt left on screen would take the next answer).
+    pub fn existing_within(&mut self, prompt: &str, within: Duration) -> Result<Option<Secret>> {
+        let deadline = Instant::now() + within;
+        match self {
+            Source::Terminal => ask_terminal(prompt, Some(deadline)),
+            Source::Stdin => read_line(prompt, Some(deadline)),
         }
     }
 
     /// A secret being chosen now: asked twice on a terminal, and both answers must match.
     pub fn new_secret(&mut self, prompt: &str, repeat: &str) -> Result<Secret> {
         match self {
-            Source::Stdin => read_line(prompt),
+            Source::Stdin => read_line(prompt, None)?.ok_or_else(|| anyhow::anyhow!("no entry")),
             Source::Terminal => {
-                let first = ask_terminal(prompt)?;
-                let second = ask_terminal(repeat)?;
+                let first = ask_terminal(prompt, None)?.unwrap_or_default();
+                let second = ask_terminal(repeat, None)?.unwrap_or_default();
                 if first != second {
                     bail!("the two entries differ; nothing was changed");
                 }
@@ -70,15 +83,19 @@ enum LineError {
     Ended,
     TooLong,
     Interrupted,
+    /// The deadline passed before the line was finished.
+    TimedOut,
     Io(io::Error),
 }
 
 /// One line from `fd` into a buffer that never reallocates (no stray copies), without the
 /// newline. `interrupted()` is asked before every read (a Ctrl-C while the prompt was being set
-/// up left no read to interrupt) and on EINTR; otherwise EINTR is retried.
+/// up left no read to interrupt) and on EINTR; otherwise EINTR is retried. With a `deadline`,
+/// each read waits only until then.
 fn read_secret_line(
     fd: BorrowedFd<'_>,
     interrupted: &dyn Fn() -> bool,
+    deadline: Option<Instant>,
 ) -> Result<Zeroizing<Vec<u8>>, LineError> {
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_ENTRY));
     let mut byte = Zeroizing::new([0u8; 1]);
@@ -86,6 +103,19 @@ fn read_secret_line(
     loop {
         if interrupted() {
             return Err(LineError::Interrupted);
+        }
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut ready = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(
+                &mut ready,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) => return Err(LineError::TimedOut),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(LineError::Io(e.into())),
+            }
         }
         match nix::unistd::read(fd, &mut byte[..]) {
             Ok(0) if !any => return Err(LineError::Ended),
@@ -117,13 +147,15 @@ fn to_secret(line: &[u8]) -> Result<Secret> {
     Ok(Secret::new(text))
 }
 
-fn read_line(what: &str) -> Result<Secret> {
+/// `Ok(None)`: `deadline` passed first.
+fn read_line(what: &str, deadline: Option<Instant>) -> Result<Option<Secret>> {
     let what = what.trim_end_matches(':').to_lowercase();
-    match read_secret_line(io::stdin().as_fd(), &|| false) {
-        Ok(line) => to_secret(&line),
+    match read_secret_line(io::stdin().as_fd(), &|| false, deadline) {
+        Ok(line) => to_secret(&line).map(Some),
         Err(LineError::Ended) => bail!("standard input ended before the {what} was given"),
         Err(LineError::TooLong) => bail!("the {what} is longer than {MAX_ENTRY} bytes"),
         Err(LineError::Interrupted) => bail!("cancelled"),
+        Err(LineError::TimedOut) => Ok(None),
         Err(LineError::Io(e)) => Err(anyhow::Error::new(e).context("cannot read standard input")),
     }
 }
@@ -140,7 +172,8 @@ impl Drop for EchoGuard<'_> {
     }
 }
 
-fn ask_terminal(prompt: &str) -> Result<Secret> {
+/// `Ok(None)`: `deadline` passed first.
+fn ask_terminal(prompt: &str, deadline: Option<Instant>) -> Result<Option<Secret>> {
     let tty = OpenOptions::new()
         .read(true)
         .write(true)
@@ -168,11 +201,17 @@ fn ask_terminal(prompt: &str) -> Result<Secret> {
         io.write_all(prompt.as_bytes())?;
         io.write_all(b" ")?;
         io.flush()?;
-        match read_secret_line(tty.as_fd(), &|| INTERRUPTED.load(Ordering::SeqCst)) {
-            Ok(line) => to_secret(&line),
-            Err(LineError::Ended) => Ok(Secret::default()),
+        let interrupted = || INTERRUPTED.load(Ordering::SeqCst);
+        match read_secret_line(tty.as_fd(), &interrupted, deadline) {
+            Ok(line) => to_secret(&line).map(Some),
+            Err(LineError::Ended) => Ok(Some(Secret::default())),
             Err(LineError::TooLong) => bail!("the entry is longer than {MAX_ENTRY} bytes"),
             Err(LineError::Interrupted) => bail!("cancelled"),
+            Err(LineError::TimedOut) => {
+                let mut io: &File = &tty;
+                let _ = writeln!(io);
+                Ok(None)
+            }
             Err(LineError::Io(e)) => Err(e.into()),
         }
     })();
@@ -203,16 +242,19 @@ mod tests {
         let (w, r) = lines(b"482915\r\npassword\nlast");
         drop(w);
         let never = || false;
-        let first = read_secret_line(r.as_fd(), &never).unwrap();
+        let first = read_secret_line(r.as_fd(), &never, None).unwrap();
         assert_eq!(&first[..], b"482915");
         assert_eq!(first.capacity(), MAX_ENTRY);
         assert_eq!(
-            &read_secret_line(r.as_fd(), &never).unwrap()[..],
+            &read_secret_line(r.as_fd(), &never, None).unwrap()[..],
             b"password"
         );
-        assert_eq!(&read_secret_line(r.as_fd(), &never).unwrap()[..], b"last");
+        assert_eq!(
+            &read_secret_line(r.as_fd(), &never, None).unwrap()[..],
+            b"last"
+        );
         assert!(matches!(
-            read_secret_line(r.as_fd(), &never),
+            read_secret_line(r.as_fd(), &never, None),
             Err(LineError::Ended)
         ));
     }
@@ -222,7 +264,7 @@ mod tests {
         let (_w, r) = lines(b"482915\n");
         // The flag was set while echo was being turned off: the waiting input is not read.
         assert!(matches!(
-            read_secret_line(r.as_fd(), &|| true),
+            read_secret_line(r.as_fd(), &|| true, None),
             Err(LineError::Interrupted)
         ));
         // A Ctrl-C in the middle of the line stops it there.
@@ -233,9 +275,26 @@ mod tests {
             reads.get() > 2
         };
         assert!(matches!(
-            read_secret_line(r.as_fd(), &after_two),
+            read_secret_line(r.as_fd(), &after_two, None),
             Err(LineError::Interrupted)
         ));
+    }
+
+    #[test]
+    fn a_deadline_ends_a_line_nobody_finishes_but_not_one_already_typed() {
+        // Half a PIN, then nothing: the read gives up at the deadline instead of waiting on.
+        let (_w, r) = lines(b"4829");
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(
+            read_secret_line(r.as_fd(), &|| false, Some(soon)),
+            Err(LineError::TimedOut)
+        ));
+        // A whole line waiting is read even at a deadline already passed.
+        let (_w, r) = lines(b"482915\n");
+        assert_eq!(
+            &read_secret_line(r.as_fd(), &|| false, Some(Instant::now())).unwrap()[..],
+            b"482915"
+        );
     }
 
     #[test]
@@ -245,7 +304,7 @@ mod tests {
         let (w, r) = lines(&long);
         drop(w);
         assert!(matches!(
-            read_secret_line(r.as_fd(), &|| false),
+            read_secret_line(r.as_fd(), &|| false, None),
             Err(LineError::TooLong)
         ));
         assert!(to_secret(b"\xff\xfe").is_err());

@@ -192,6 +192,26 @@ impl World {
         run_with_stdin(cmd, "")
     }
 
+    /// Every connection's unique name on the bus (the service, the agent, dbus-send's own).
+    fn connections(&self) -> Vec<String> {
+        let names = self.dbus_send(
+            None,
+            &[
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.ListNames",
+            ],
+        );
+        let unique: Vec<String> = names
+            .stdout
+            .split('"')
+            .filter(|s| s.starts_with(":1."))
+            .map(String::from)
+            .collect();
+        assert!(unique.len() >= 3, "{names:#?}");
+        unique
+    }
+
     /// nobody's terminal agent, PINs fed on its stdin; returns once it is registered.
     fn agent(&self) -> Agent {
         let mut cmd = self.as_user(Some(NOBODY), &artifact("aloha"));
@@ -327,21 +347,7 @@ fn the_bus_keeps_other_processes_away_from_the_agent_and_the_questions_bounded()
     // Every connection on the bus, asked for a PIN by the user's own uid and by another
     // (daemon, uid 1): the bus policy lets only root call an agent (root is trusted: it could
     // read the terminal anyway), so the PIN line typed for the real question stays unread.
-    let names = w.dbus_send(
-        None,
-        &[
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.ListNames",
-        ],
-    );
-    let unique: Vec<String> = names
-        .stdout
-        .split('"')
-        .filter(|s| s.starts_with(":1."))
-        .map(String::from)
-        .collect();
-    assert!(unique.len() >= 3, "{names:#?}");
+    let unique = w.connections();
     for name in &unique {
         for uid in [Some(NOBODY), Some(1)] {
             let fished = w.dbus_send(
@@ -353,6 +359,7 @@ fn the_bus_keeps_other_processes_away_from_the_agent_and_the_questions_bounded()
                     "string:Phish",
                     "string:evil",
                     "string:",
+                    "uint32:60",
                 ],
             );
             assert_ne!(fished.code, 0, "{name} answered {uid:?}: {fished:#?}");
@@ -390,6 +397,57 @@ fn the_bus_keeps_other_processes_away_from_the_agent_and_the_questions_bounded()
     );
     // The PIN typed for the agent is still there for the real question.
     w.aloha(Some(NOBODY), &["presence", "ask", "Unlock the test vault"])
+        .ok();
+}
+
+#[test]
+fn an_agent_shows_a_face_attempt_and_takes_its_prompt_away_when_the_time_is_up() {
+    let w = World::new();
+    let mut agent = w.agent();
+    // Called as aloha-presence calls it (root), on every connection (the agent's is one).
+    let to_every_connection = |call: &[&str]| -> Vec<Run> {
+        w.connections()
+            .iter()
+            .map(|name| {
+                let dest = format!("--dest={name}");
+                let mut args = vec![dest.as_str(), "/org/aloha/PresenceAgent1"];
+                args.extend_from_slice(call);
+                w.dbus_send(None, &args)
+            })
+            .collect()
+    };
+    // The face is being tried: the person is told to look at the camera.
+    to_every_connection(&[
+        "org.aloha.PresenceAgent1.FaceAttempt",
+        "string:Unlock the face vault",
+        "string:test",
+    ]);
+    let shown = agent.wait_for("Look at the camera");
+    assert!(
+        shown
+            .iter()
+            .any(|l| l.contains("\"Unlock the face vault\"")),
+        "{shown:#?}"
+    );
+    // A PIN within 1 s, and nothing is typed: the agent answers TimedOut instead of leaving a
+    // prompt that would take a later line.
+    let answers = to_every_connection(&[
+        "org.aloha.PresenceAgent1.AskPin",
+        "string:Nobody is here",
+        "string:test",
+        "string:",
+        "uint32:1",
+    ]);
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.stderr.contains("org.aloha.Presence1.Error.TimedOut")),
+        "{answers:#?}"
+    );
+    agent.wait_for("No PIN within 1 s");
+    // The agent goes on: the next question gets the next line typed.
+    agent.type_line(PIN);
+    w.aloha(Some(NOBODY), &["presence", "ask", "After a timeout"])
         .ok();
 }
 
