@@ -14,6 +14,11 @@
 # a separate architecture-independent package, so the PIN package installs without them.
 #
 #   packaging/build.sh [OUTDIR]      needs: cargo, dpkg-dev, rpm (scripts/deps)
+#
+#   ALOHA_PROFILE=dev packaging/build.sh ...   packages the workspace's dev build instead of a
+#   release build (what scripts/test does: the tests have just built and run those binaries,
+#   and a second, optimised build of tract would take CI most of ten minutes). Packages for
+#   users are always built with the default, release.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,9 +43,20 @@ maintainer=${ALOHA_MAINTAINER:-The Aloha developers <aloha@example.org>}
 arch=$(dpkg --print-architecture)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
-step "release build of alohad, aloha, aloha-presence and pam_aloha.so ($version)"
-(cd "$repo" && cargo build --release --locked -p aloha -p aloha-helper -p aloha-presence -p pam_aloha)
-bin=$repo/target/release
+profile=${ALOHA_PROFILE:-release}
+case $profile in
+  release)
+    step "release build of alohad, aloha, aloha-presence and pam_aloha.so ($version)"
+    (cd "$repo" && cargo build --release --locked -p aloha -p aloha-helper -p aloha-presence -p pam_aloha)
+    bin=$repo/target/release ;;
+  dev)
+    # The workspace's own selection, as the tests build it (tests/src/build.rs): the four
+    # packages alone would unify features differently and compile a second copy.
+    step "dev build of alohad, aloha, aloha-presence and pam_aloha.so ($version; not for users)"
+    (cd "$repo" && cargo build --locked --workspace --lib --bins)
+    bin=$repo/target/debug ;;
+  *) die "ALOHA_PROFILE is release or dev, not $profile" ;;
+esac
 for f in alohad aloha aloha-presence libpam_aloha.so; do
   [ -f "$bin/$f" ] || die "cargo did not produce $bin/$f"
 done
