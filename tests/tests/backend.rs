@@ -2,7 +2,7 @@
 //! and against the TPM backend on a private swtpm, plus the TPM-only behaviour: dictionary-attack
 //! counting and lockout, restarts, blobs from another TPM, an unreachable TPM, reconnection.
 //!
-//! Run: `cargo test -p aloha-tests --test backend`. Needs swtpm, swtpm-tools and tpm2-tools.
+//! Run: `cargo test --workspace --test backend`. Needs swtpm, swtpm-tools and tpm2-tools.
 
 use aloha::Secret;
 use aloha::challenge::{self, Nonce};

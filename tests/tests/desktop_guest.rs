@@ -17,7 +17,7 @@
 //! `gdm-password` is the one Debian's gdm3 package installs (GDM is not installed).
 //!
 //! One boot. Needs root, the packages of scripts/deps and the .debs `packaging/build.sh` writes
-//! to target/packages (or $ALOHA_PACKAGES): `cargo test -p aloha-tests --test desktop_guest`.
+//! to target/packages (or $ALOHA_PACKAGES): `cargo test --workspace --test desktop_guest`.
 
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! One boot (plus the reboot), every check in order on it; each is reported by name and the
 //! test fails at the end with every failure. Needs root, the packages of scripts/deps and the
 //! packages `packaging/build.sh` writes to target/packages (or $ALOHA_PACKAGES). Run it with
-//! `cargo test -p aloha-tests --test package_guest` (scripts/test does, after building them).
+//! `cargo test --workspace --test package_guest` (scripts/test does, after building them).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
