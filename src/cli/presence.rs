@@ -178,23 +178,37 @@ fn answer(conn: &Connection, source: &mut Source, call: &Message) -> Message {
             &format!("only {} may ask this agent", bus::NAME),
         );
     }
-    // Both come from elsewhere: printed without control characters.
-    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
     if face_attempt {
-        let Ok((reason, application)) = call.read2::<String, String>() else {
-            return error(
-                call,
-                "org.freedesktop.DBus.Error.InvalidArgs",
-                "expected (s reason, s application)",
-            );
-        };
-        eprintln!(
-            "\n{} asks whether you are here: \"{}\"\nLook at the camera...",
-            clean(&application),
-            clean(&reason)
-        );
-        return call.method_return();
+        show_face_attempt(call)
+    } else {
+        ask_pin(source, call)
     }
+}
+
+/// Reason, application and note come from elsewhere: printed without control characters.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// The face is being tried: the person should look at the camera. Nothing to answer.
+fn show_face_attempt(call: &Message) -> Message {
+    let Ok((reason, application)) = call.read2::<String, String>() else {
+        return error(
+            call,
+            "org.freedesktop.DBus.Error.InvalidArgs",
+            "expected (s reason, s application)",
+        );
+    };
+    eprintln!(
+        "\n{} asks whether you are here: \"{}\"\nLook at the camera...",
+        clean(&application),
+        clean(&reason)
+    );
+    call.method_return()
+}
+
+/// The question shown, and the PIN asked for within the seconds the service gives.
+fn ask_pin(source: &mut Source, call: &Message) -> Message {
     let Ok((reason, application, note, seconds)) = call.read4::<String, String, String, u32>()
     else {
         return error(

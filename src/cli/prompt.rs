@@ -43,30 +43,33 @@ impl Source {
 
     /// A secret the user already has (a password, the current PIN).
     pub fn existing(&mut self, prompt: &str) -> Result<Secret> {
-        match self {
-            Source::Terminal => ask_terminal(prompt, None),
-            Source::Stdin => read_line(prompt, None),
-        }?
-        .ok_or_else(|| anyhow::anyhow!("no entry"))
+        self.ask(prompt, None)
     }
 
     /// A secret the user already has, typed `within` this time: `Ok(None)` once it has passed
     /// (the question it answered is gone; a prompt left on screen would take the next answer).
     pub fn existing_within(&mut self, prompt: &str, within: Duration) -> Result<Option<Secret>> {
-        let deadline = Instant::now() + within;
+        match self.ask(prompt, Some(Instant::now() + within)) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e) if e.is::<Expired>() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ask(&mut self, prompt: &str, deadline: Option<Instant>) -> Result<Secret> {
         match self {
-            Source::Terminal => ask_terminal(prompt, Some(deadline)),
-            Source::Stdin => read_line(prompt, Some(deadline)),
+            Source::Terminal => ask_terminal(prompt, deadline),
+            Source::Stdin => read_line(prompt, deadline),
         }
     }
 
     /// A secret being chosen now: asked twice on a terminal, and both answers must match.
     pub fn new_secret(&mut self, prompt: &str, repeat: &str) -> Result<Secret> {
         match self {
-            Source::Stdin => read_line(prompt, None)?.ok_or_else(|| anyhow::anyhow!("no entry")),
+            Source::Stdin => read_line(prompt, None),
             Source::Terminal => {
-                let first = ask_terminal(prompt, None)?.unwrap_or_default();
-                let second = ask_terminal(repeat, None)?.unwrap_or_default();
+                let first = ask_terminal(prompt, None)?;
+                let second = ask_terminal(repeat, None)?;
                 if first != second {
                     bail!("the two entries differ; nothing was changed");
                 }
@@ -75,6 +78,11 @@ impl Source {
         }
     }
 }
+
+/// A deadline passed before the entry was finished.
+#[derive(Debug, thiserror::Error)]
+#[error("nothing was typed in time")]
+struct Expired;
 
 /// Why a line could not be read.
 #[derive(Debug)]
@@ -147,15 +155,15 @@ fn to_secret(line: &[u8]) -> Result<Secret> {
     Ok(Secret::new(text))
 }
 
-/// `Ok(None)`: `deadline` passed first.
-fn read_line(what: &str, deadline: Option<Instant>) -> Result<Option<Secret>> {
+/// [`Expired`] when `deadline` passed first.
+fn read_line(what: &str, deadline: Option<Instant>) -> Result<Secret> {
     let what = what.trim_end_matches(':').to_lowercase();
     match read_secret_line(io::stdin().as_fd(), &|| false, deadline) {
-        Ok(line) => to_secret(&line).map(Some),
+        Ok(line) => to_secret(&line),
         Err(LineError::Ended) => bail!("standard input ended before the {what} was given"),
         Err(LineError::TooLong) => bail!("the {what} is longer than {MAX_ENTRY} bytes"),
         Err(LineError::Interrupted) => bail!("cancelled"),
-        Err(LineError::TimedOut) => Ok(None),
+        Err(LineError::TimedOut) => Err(Expired.into()),
         Err(LineError::Io(e)) => Err(anyhow::Error::new(e).context("cannot read standard input")),
     }
 }
@@ -172,8 +180,8 @@ impl Drop for EchoGuard<'_> {
     }
 }
 
-/// `Ok(None)`: `deadline` passed first.
-fn ask_terminal(prompt: &str, deadline: Option<Instant>) -> Result<Option<Secret>> {
+/// [`Expired`] when `deadline` passed first.
+fn ask_terminal(prompt: &str, deadline: Option<Instant>) -> Result<Secret> {
     let tty = OpenOptions::new()
         .read(true)
         .write(true)
@@ -203,14 +211,14 @@ fn ask_terminal(prompt: &str, deadline: Option<Instant>) -> Result<Option<Secret
         io.flush()?;
         let interrupted = || INTERRUPTED.load(Ordering::SeqCst);
         match read_secret_line(tty.as_fd(), &interrupted, deadline) {
-            Ok(line) => to_secret(&line).map(Some),
-            Err(LineError::Ended) => Ok(Some(Secret::default())),
+            Ok(line) => to_secret(&line),
+            Err(LineError::Ended) => Ok(Secret::default()),
             Err(LineError::TooLong) => bail!("the entry is longer than {MAX_ENTRY} bytes"),
             Err(LineError::Interrupted) => bail!("cancelled"),
             Err(LineError::TimedOut) => {
                 let mut io: &File = &tty;
                 let _ = writeln!(io);
-                Ok(None)
+                Err(Expired.into())
             }
             Err(LineError::Io(e)) => Err(e.into()),
         }
